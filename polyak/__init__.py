@@ -1,0 +1,24 @@
+"""polyak: deep RL for continuous control on a fast JAX substrate."""
+
+__version__ = "0.1.0"
+
+from polyak.algos.ddpg import DDPG  # noqa: E402
+from polyak.algos.sac import SAC  # noqa: E402
+from polyak.algos.td3 import TD3  # noqa: E402
+from polyak.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise  # noqa: E402
+
+ALGORITHMS = {"sac": SAC, "td3": TD3, "ddpg": DDPG}
+
+
+def load(path, env=None):
+    """Load any polyak model file, dispatching on the algorithm recorded inside it."""
+    from polyak.common.checkpoint import CheckpointError, read_checkpoint
+
+    _, meta = read_checkpoint(path)
+    algo = meta.get("algorithm")
+    if algo not in ALGORITHMS:
+        raise CheckpointError(f"{path}: unknown algorithm {algo!r} (known: {', '.join(ALGORITHMS)})")
+    return ALGORITHMS[algo].load(path, env=env)
+
+
+__all__ = ["SAC", "TD3", "DDPG", "NormalActionNoise", "OrnsteinUhlenbeckActionNoise", "ALGORITHMS", "load"]

@@ -1,0 +1,5 @@
+import sys
+
+from polyak.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""Twin Delayed DDPG (Fujimoto et al. 2018).
+
+Per gradient step, on a batch (s, a, r, s', d):
+  1. target smoothing  a' = clip(mu'(s') + clip(eps, -c, c), -1, 1),  eps ~ N(0, sigma~^2)
+  2. clipped double Q  y = r + gamma (1 - d) min_j Q'_j(s', a')
+  3. critic loss       L_Q = 1/2 sum_j mean (Q_j(s, a) - y)^2
+  4. every `policy_delay` critic steps:
+       actor loss      L_mu = -mean Q_1(s, mu(s))
+       Polyak          theta' <- tau theta + (1 - tau) theta'  (actor and critics)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from polyak.algos.base import OffPolicyAlgorithm
+from polyak.algos.config import HyperparameterError, OffPolicyConfig
+from polyak.common.boundaries import bootstrap_target
+from polyak.common.buffer import Transition
+from polyak.common.networks import CriticEnsemble, DeterministicActor, polyak_average
+
+
+@dataclass(frozen=True)
+class TD3Config(OffPolicyConfig):
+    policy_delay: int = 2
+    target_policy_noise: float = 0.2
+    target_noise_clip: float = 0.5
+    exploration_noise: float = 0.1  # default Gaussian sigma when no action_noise is given
+
+    def validate(self) -> None:
+        super().validate()
+        if self.policy_delay < 1:
+            raise HyperparameterError(f"policy_delay must be >= 1, got {self.policy_delay}")
+        if self.target_policy_noise < 0 or self.target_noise_clip < 0:
+            raise HyperparameterError("target_policy_noise and target_noise_clip must be >= 0")
+        if self.exploration_noise < 0:
+            raise HyperparameterError(f"exploration_noise must be >= 0, got {self.exploration_noise}")
+
+
+class TD3State(NamedTuple):
+    actor_params: Any
+    critic_params: Any
+    target_actor_params: Any
+    target_critic_params: Any
+    actor_opt: Any
+    critic_opt: Any
+    n_updates: jax.Array
+    last_actor_loss: jax.Array  # TD3 updates the actor every `policy_delay` steps; this is the latest loss
+
+
+@dataclass(frozen=True)
+class DeterministicAgent:
+    """Networks, initialisation and acting shared by DDPG and TD3 (a deterministic policy mu(s))."""
+
+    cfg: OffPolicyConfig
+    obs_dim: int
+    act_dim: int
+
+    @cached_property
+    def actor(self) -> DeterministicActor:
+        return DeterministicActor(self.cfg.actor_hidden, self.act_dim)
+
+    @cached_property
+    def critic(self) -> CriticEnsemble:
+        return CriticEnsemble(self.cfg.critic_hidden, self.cfg.n_critics)
+
+    @cached_property
+    def optimizer(self) -> optax.GradientTransformation:
+        return optax.adam(self.cfg.learning_rate)
+
+    def init(self, key: jax.Array) -> TD3State:
+        k_actor, k_critic = jax.random.split(key)
+        obs, act = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, self.act_dim))
+        actor_params = self.actor.init(k_actor, obs)
+        critic_params = self.critic.init(k_critic, obs, act)
+        return TD3State(actor_params, critic_params, actor_params, critic_params,
+                        self.optimizer.init(actor_params), self.optimizer.init(critic_params),
+                        jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
+
+    def act(self, state: TD3State, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        return self.actor.apply(state.actor_params, obs)  # exploration noise is added by the loop
+
+    def critic_step(self, state: TD3State, batch: Transition, y: jax.Array):
+        """L_Q = 1/2 sum_j mean (Q_j(s, a) - y)^2, one Adam step."""
+        def critic_loss_fn(critic_params):
+            q = self.critic.apply(critic_params, batch.obs, batch.action)
+            return 0.5 * ((q - y) ** 2).mean(axis=1).sum(), q
+
+        (loss, q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic_params)
+        updates, critic_opt = self.optimizer.update(grads, state.critic_opt, state.critic_params)
+        return optax.apply_updates(state.critic_params, updates), critic_opt, loss, q
+
+    def actor_step(self, state: TD3State, critic_params, obs: jax.Array):
+        """L_mu = -mean Q_1(s, mu(s)), one Adam step."""
+        def actor_loss_fn(actor_params):
+            return -self.critic.apply(critic_params, obs, self.actor.apply(actor_params, obs))[0].mean()
+
+        loss, grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
+        updates, actor_opt = self.optimizer.update(grads, state.actor_opt, state.actor_params)
+        return optax.apply_updates(state.actor_params, updates), actor_opt, loss
+
+
+@dataclass(frozen=True)
+class TD3Agent(DeterministicAgent):
+    cfg: TD3Config
+
+    def update(self, state: TD3State, batch: Transition, key: jax.Array) -> tuple[TD3State, dict[str, jax.Array]]:
+        cfg = self.cfg
+        # 1. target policy smoothing: a' = clip(mu'(s') + clip(eps, -c, c), -1, 1)
+        eps = cfg.target_policy_noise * jax.random.normal(key, batch.action.shape)
+        eps = jnp.clip(eps, -cfg.target_noise_clip, cfg.target_noise_clip)
+        next_action = jnp.clip(self.actor.apply(state.target_actor_params, batch.next_obs) + eps, -1.0, 1.0)
+        # 2. clipped double Q: y = r + gamma (1 - d) min_j Q'_j(s', a')
+        next_q = self.critic.apply(state.target_critic_params, batch.next_obs, next_action).min(axis=0)
+        y = jax.lax.stop_gradient(bootstrap_target(batch.reward, batch.terminated, cfg.gamma, next_q))
+        # 3. critic step
+        critic_params, critic_opt, critic_loss, q = self.critic_step(state, batch, y)
+        n_updates = state.n_updates + 1
+        state = state._replace(critic_params=critic_params, critic_opt=critic_opt, n_updates=n_updates)
+
+        # 4. delayed actor step on Q_1, then Polyak averaging of all targets
+        def delayed(state: TD3State) -> TD3State:
+            actor_params, actor_opt, actor_loss = self.actor_step(state, state.critic_params, batch.obs)
+            return state._replace(
+                actor_params=actor_params, actor_opt=actor_opt, last_actor_loss=actor_loss,
+                target_actor_params=polyak_average(actor_params, state.target_actor_params, cfg.tau),
+                target_critic_params=polyak_average(state.critic_params, state.target_critic_params, cfg.tau))
+
+        state = jax.lax.cond(n_updates % cfg.policy_delay == 0, delayed, lambda s: s, state)
+        metrics = {"critic_loss": critic_loss, "actor_loss": state.last_actor_loss,
+                   "q_mean": q.mean(), "q_abs_max": jnp.abs(q).max()}
+        return state, metrics
+
+
+class TD3(OffPolicyAlgorithm):
+    """TD3. ``TD3("MlpPolicy", env, policy_delay=2, target_policy_noise=0.2, ...)``."""
+
+    name = "td3"
+    config_cls = TD3Config
+    agent_cls = TD3Agent

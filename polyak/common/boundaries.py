@@ -1,0 +1,123 @@
+"""Episode boundaries, in one place.
+
+A transition carries `terminated` and `truncated` separately:
+  * terminated: the MDP reached a terminal state; the target does not bootstrap (mask 0);
+  * truncated:  a time limit cut the episode; the target bootstraps from the *true* final
+    observation, which is what we store as next_obs (never the auto-reset observation).
+
+Two steppers present any environment as n parallel copies with the same interface:
+  * `SingleEnvStepper` drives one `gymnasium.Env` itself: each episode is reset with a seed derived
+    from (seed, episode index), and the actions of the running episode are recorded, so a
+    checkpoint can restore the environment mid-episode exactly by replaying them.
+  * `VectorEnvStepper` wraps a Gymnasium vector env in its SAME_STEP or NEXT_STEP autoreset mode.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import gymnasium as gym
+import numpy as np
+
+
+class StepBatch(NamedTuple):
+    """What one environment step yields for the learner (leading dimension n_envs)."""
+
+    next_obs: np.ndarray  # the true next observation of each transition
+    reward: np.ndarray
+    terminated: np.ndarray  # bool: stop bootstrapping
+    truncated: np.ndarray  # bool: time limit; bootstrap from next_obs
+    valid: np.ndarray  # bool: False for the reset step of NEXT_STEP vector envs (not a transition)
+    obs: np.ndarray  # the observation to act on next (the reset observation after an episode end)
+    episode_start: np.ndarray  # bool: `obs` begins a new episode
+
+
+def episode_seed(seed: int, env_index: int, episode: int) -> int:
+    return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0])
+
+
+class SingleEnvStepper:
+    n_envs = 1
+
+    def __init__(self, env: gym.Env, seed: int):
+        self.env, self.seed = env, int(seed)
+        self.episode = 0
+        self.episode_actions: list[np.ndarray] = []  # env-space actions of the running episode
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self.env.reset(seed=episode_seed(self.seed, 0, self.episode))
+        self.episode_actions = []
+        return np.asarray(obs, np.float32)[None]
+
+    def step(self, env_action: np.ndarray) -> StepBatch:
+        action = env_action[0]
+        self.episode_actions.append(action)
+        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        next_obs = np.asarray(next_obs, np.float32)[None]
+        done = terminated or truncated
+        if done:
+            self.episode += 1
+            obs = self.reset()
+        else:
+            obs = next_obs
+        return StepBatch(next_obs, np.asarray([reward], np.float32), np.asarray([terminated]),
+                         np.asarray([truncated]), np.ones(1, bool), obs, np.asarray([done]))
+
+    def restore(self, episode: int, episode_actions: np.ndarray) -> np.ndarray:
+        """Reset to the start of `episode` and replay its recorded actions; returns the observation."""
+        self.episode = int(episode)
+        obs = self.reset()
+        for action in episode_actions:
+            self.episode_actions.append(action)
+            next_obs, _, terminated, truncated, _ = self.env.step(action)
+            if terminated or truncated:
+                raise RuntimeError("replaying the checkpointed episode ended it early: the environment is not "
+                                   "deterministic given its reset seed and actions, so it cannot be resumed exactly")
+            obs = np.asarray(next_obs, np.float32)[None]
+        return obs
+
+
+class VectorEnvStepper:
+    def __init__(self, env: gym.vector.VectorEnv, seed: int):
+        self.env, self.seed = env, int(seed)
+        self.n_envs = env.num_envs
+        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        mode = gym.vector.AutoresetMode(mode) if isinstance(mode, str) else mode
+        if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
+            raise ValueError(f"vector env autoreset mode {mode} is not supported; use NEXT_STEP or SAME_STEP")
+        self.same_step = mode == gym.vector.AutoresetMode.SAME_STEP
+        self.episode = 0
+        self.episode_actions: list[np.ndarray] = []
+        self._pending_reset = np.zeros(self.n_envs, bool)
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self.env.reset(seed=self.seed)
+        self._pending_reset[:] = False
+        return np.asarray(obs, np.float32)
+
+    def step(self, env_action: np.ndarray) -> StepBatch:
+        obs, reward, terminated, truncated, info = self.env.step(env_action)
+        obs = np.asarray(obs, np.float32)
+        done = np.logical_or(terminated, truncated)
+        if self.same_step:
+            next_obs = obs.copy()
+            if done.any():  # the returned obs are reset observations: fetch the true final ones
+                mask = info.get("_final_obs", done)
+                for i in np.flatnonzero(mask):
+                    next_obs[i] = info["final_obs"][i]
+            valid = np.ones(self.n_envs, bool)
+            episode_start = done
+        else:  # NEXT_STEP: a step after `done` only resets that env; it is not a transition
+            next_obs = obs
+            valid = ~self._pending_reset
+            episode_start = self._pending_reset.copy()
+            self._pending_reset = done.copy()
+            # after `done`, the next call resets; the observation to act on is still obs (ignored action)
+        return StepBatch(next_obs, np.asarray(reward, np.float32), np.asarray(terminated, bool),
+                         np.asarray(truncated, bool), valid, obs, episode_start)
+
+
+def bootstrap_target(reward, terminated, gamma: float, next_value):
+    """y = r + gamma (1 - terminated) V(s'): no bootstrap after termination; after truncation
+    s' is the true final observation and we bootstrap from it."""
+    return reward + gamma * (1.0 - terminated) * next_value

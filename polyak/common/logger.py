@@ -1,0 +1,142 @@
+"""Run logging: metrics CSV, episode CSV, TensorBoard events, progress bar, learning-curve PNG."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class RunLogger:
+    """Writes to `run_dir` (if given): metrics.csv, episodes.csv and TensorBoard events."""
+
+    def __init__(self, run_dir: str | Path | None = None, verbose: int = 0, progress_bar: bool = False,
+                 tensorboard: bool = True):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.verbose = verbose
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self._metrics_file = self._episodes_file = None
+        self._metrics_writer = None
+        self._metrics_fields: list[str] | None = None
+        self._episodes_writer = None
+        self._tb = None
+        self._pbar = None
+        self._show_progress = progress_bar
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, total_steps: int, initial_step: int = 0) -> None:
+        self._t0, self._s0 = time.perf_counter(), initial_step
+        self._last_t, self._last_s = self._t0, initial_step
+        if self._show_progress:
+            from tqdm import tqdm
+
+            self._pbar = tqdm(total=total_steps, initial=0, unit="step", dynamic_ncols=True, smoothing=0.05)
+
+    def progress(self, n: int) -> None:
+        if self._pbar is not None:
+            self._pbar.update(n)
+
+    def close(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        for f in (self._metrics_file, self._episodes_file):
+            if f is not None:
+                f.close()
+        self._metrics_file = self._episodes_file = None
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+
+    # -- records ---------------------------------------------------------------------------
+    def episode(self, step: int, episode_return: float, length: int) -> None:
+        self.recent_returns.append(episode_return)
+        if self.run_dir is not None:
+            if self._episodes_writer is None:
+                self._episodes_file = open(self.run_dir / "episodes.csv", "a", newline="")
+                self._episodes_writer = csv.writer(self._episodes_file)
+                if self._episodes_file.tell() == 0:
+                    self._episodes_writer.writerow(["step", "return", "length"])
+            self._episodes_writer.writerow([step, episode_return, length])
+        if self._tb is not None:
+            self._tb.add_scalar("rollout/episode_return", episode_return, step)
+            self._tb.add_scalar("rollout/episode_length", length, step)
+
+    def metrics(self, step: int, values: dict[str, Any]) -> dict[str, float]:
+        now = time.perf_counter()
+        row = {"step": step, "time_s": round(now - self._t0, 3),
+               "steps_per_s": (step - self._last_s) / max(now - self._last_t, 1e-9)}
+        self._last_t, self._last_s = now, step
+        if self.recent_returns:
+            row["recent_return"] = float(np.mean(self.recent_returns))
+        row.update({k: float(v) for k, v in values.items()})
+        if self.run_dir is not None:
+            if self._metrics_writer is None:
+                self._metrics_file = open(self.run_dir / "metrics.csv", "a", newline="")
+                self._metrics_fields = list(row)
+                self._metrics_writer = csv.DictWriter(self._metrics_file, self._metrics_fields, extrasaction="ignore")
+                if self._metrics_file.tell() == 0:
+                    self._metrics_writer.writeheader()
+            self._metrics_writer.writerow(row)
+            self._metrics_file.flush()
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "step":
+                    self._tb.add_scalar(f"train/{k}", v, step)
+        if self._pbar is not None:
+            post = {"steps/s": f"{row['steps_per_s']:.0f}"}
+            if "recent_return" in row:
+                post["return"] = f"{row['recent_return']:.1f}"
+            self._pbar.set_postfix(post, refresh=False)
+        elif self.verbose:
+            print(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        return row
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self._tb is not None:
+            self._tb.add_scalar(tag, value, step)
+
+
+def plot_learning_curve(run_dir: str | Path, title: str = "", eval_return: float | None = None) -> Path | None:
+    """Episode returns (and their moving average) against environment steps -> learning_curve.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    path = run_dir / "episodes.csv"
+    if not path.exists():
+        return None
+    data = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
+    if data.size == 0:
+        return None
+    steps, returns = np.atleast_1d(data["step"]), np.atleast_1d(data["return"])
+    window = max(1, min(10, len(returns)))
+    smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, returns, ".", alpha=0.35, label="episode return")
+    ax.plot(steps[window - 1:], smooth, "-", lw=2, label=f"moving average ({window} episodes)")
+    if eval_return is not None:
+        ax.axhline(eval_return, color="k", ls="--", lw=1, label=f"final deterministic eval: {eval_return:.1f}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    out = run_dir / "learning_curve.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
