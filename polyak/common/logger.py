@@ -67,7 +67,7 @@ class RunLogger:
                 self._episodes_file = open(self.run_dir / "episodes.csv", "a", newline="")
                 self._episodes_writer = csv.writer(self._episodes_file)
                 if self._episodes_file.tell() == 0:
-                    self._episodes_writer.writerow(["step", "return", "length"])
+                    self._episodes_writer.writerow(["step", "episode_return", "episode_length"])
             self._episodes_writer.writerow([step, episode_return, length])
         if self._tb is not None:
             self._tb.add_scalar("rollout/episode_return", episode_return, step)
@@ -78,8 +78,7 @@ class RunLogger:
         row = {"step": step, "time_s": round(now - self._t0, 3),
                "steps_per_s": (step - self._last_s) / max(now - self._last_t, 1e-9)}
         self._last_t, self._last_s = now, step
-        if self.recent_returns:
-            row["recent_return"] = float(np.mean(self.recent_returns))
+        row["recent_return"] = float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
         row.update({k: float(v) for k, v in values.items()})
         if self.run_dir is not None:
             if self._metrics_writer is None:
@@ -96,7 +95,7 @@ class RunLogger:
                     self._tb.add_scalar(f"train/{k}", v, step)
         if self._pbar is not None:
             post = {"steps/s": f"{row['steps_per_s']:.0f}"}
-            if "recent_return" in row:
+            if self.recent_returns:
                 post["return"] = f"{row['recent_return']:.1f}"
             self._pbar.set_postfix(post, refresh=False)
         elif self.verbose:
@@ -119,10 +118,12 @@ def plot_learning_curve(run_dir: str | Path, title: str = "", eval_return: float
     path = run_dir / "episodes.csv"
     if not path.exists():
         return None
-    data = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
-    if data.size == 0:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
         return None
-    steps, returns = np.atleast_1d(data["step"]), np.atleast_1d(data["return"])
+    steps = np.array([float(r["step"]) for r in rows])
+    returns = np.array([float(r["episode_return"]) for r in rows])
     window = max(1, min(10, len(returns)))
     smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
     fig, ax = plt.subplots(figsize=(7, 4))

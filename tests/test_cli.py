@@ -1,0 +1,63 @@
+"""The command line: a short real training run writes a complete run folder; eval reads it back."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from polyak.cli import main, parse_overrides
+
+
+def test_train_writes_a_complete_run_folder_and_eval_reads_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = main(["train", "td3", "--steps", "400", "--seed", "1", "--run-dir", str(run), "--no-progress",
+               "--eval-episodes", "2", "--log-interval", "100", "--checkpoint-every", "200",
+               "--set", "learning_starts=100", "--set", "net_arch=[32,32]", "--set", "action_noise=ou:0.2"])
+    assert rc == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "metrics.csv", "episodes.csv", "tensorboard", "learning_curve.png", "model.polyak",
+            "eval.json", "checkpoints"} <= names
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step000000200.polyak", "step000000400.polyak"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["hyperparameters"]["learning_starts"] == 100
+    assert config["hyperparameters"]["actor_hidden"] == [32, 32]
+    assert config["hyperparameters"]["learning_rate"] == 1e-3  # the tuned Pendulum value (polyak/zoo.py)
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("steps_per_s", "critic_loss", "actor_loss", "q_mean", "q_abs_max", "recent_return"):
+        assert column in header
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 4
+    result = json.loads((run / "eval.json").read_text())
+    assert len(result["eval_returns"]) == 2 and result["steps"] == 400
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "2"]) == 0
+    assert "2 episodes: return" in capsys.readouterr().out
+
+
+def test_sac_metrics_include_temperature_and_entropy(tmp_path):
+    run = tmp_path / "sac"
+    main(["train", "sac", "--steps", "250", "--run-dir", str(run), "--no-progress", "--eval-episodes", "1",
+          "--log-interval", "125", "--set", "learning_starts=100", "--set", "net_arch=[16]"])
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"alpha", "entropy", "alpha_loss"} <= set(header)
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a=1", "b=0.5", "c=auto", "d=[1,2]", "e=true"]) == {
+        "a": 1, "b": 0.5, "c": "auto", "d": [1, 2], "e": True}
+    with pytest.raises(SystemExit):
+        parse_overrides(["novalue"])
+
+
+def test_bad_hyperparameter_on_the_command_line_fails_before_training(tmp_path):
+    from polyak.algos.config import HyperparameterError
+
+    with pytest.raises(HyperparameterError, match="gamma"):
+        main(["train", "sac", "--steps", "10", "--run-dir", str(tmp_path / "x"), "--set", "gamma=2"])
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["eval", "--help"]])
+def test_help(args):
+    out = subprocess.run([sys.executable, "-m", "polyak", *args], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: polyak" in out.stdout
