@@ -25,7 +25,7 @@ def test_train_writes_a_complete_run_folder_and_eval_reads_it(tmp_path, capsys):
     assert config["hyperparameters"]["actor_hidden"] == [32, 32]
     assert config["hyperparameters"]["learning_rate"] == 1e-3  # the tuned Pendulum value (polyak/zoo.py)
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
-    for column in ("steps_per_s", "critic_loss", "actor_loss", "q_mean", "q_abs_max", "recent_return"):
+    for column in ("steps_per_s", "critic_loss", "actor_loss", "q_mean", "q_abs_max", "recent_return", "recent_length"):
         assert column in header
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 4
     result = json.loads((run / "eval.json").read_text())

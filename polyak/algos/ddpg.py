@@ -47,7 +47,7 @@ class DDPGAgent(DeterministicAgent):
         next_q = self.critic.apply(state.target_critic_params, batch.next_obs, next_action)[0]
         y = jax.lax.stop_gradient(bootstrap_target(batch.reward, batch.terminated, cfg.gamma, next_q))
         # 2. critic step, 3. actor step (on the updated critic)
-        critic_params, critic_opt, critic_loss, q = self.critic_step(state, batch, y)
+        critic_params, critic_opt, critic_loss, q = self.critic_step(state.critic_params, state.critic_opt, batch, y)
         actor_params, actor_opt, actor_loss = self.actor_step(state, critic_params, batch.obs)
         # 4. Polyak averaging
         new_state = TD3State(

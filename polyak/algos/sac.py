@@ -16,13 +16,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-
+from polyak.algos.agent import ActorCriticAgent
 from polyak.algos.base import OffPolicyAlgorithm
 from polyak.algos.config import HyperparameterError, OffPolicyConfig
 from polyak.common.boundaries import bootstrap_target
 from polyak.common.buffer import Transition
-from polyak.common.networks import CriticEnsemble, GaussianActor, polyak_average, squashed_gaussian_sample
+from polyak.common.networks import GaussianActor, polyak_average, squashed_gaussian_sample
 
 
 @dataclass(frozen=True)
@@ -73,24 +72,14 @@ class SACState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class SACAgent:
+class SACAgent(ActorCriticAgent):
     """The pure functions of SAC for given hyperparameters and space sizes (hashable, jit-static)."""
 
     cfg: SACConfig
-    obs_dim: int
-    act_dim: int
 
     @cached_property
     def actor(self) -> GaussianActor:
         return GaussianActor(self.cfg.actor_hidden, self.act_dim)
-
-    @cached_property
-    def critic(self) -> CriticEnsemble:
-        return CriticEnsemble(self.cfg.critic_hidden, self.cfg.n_critics)
-
-    @cached_property
-    def optimizer(self) -> optax.GradientTransformation:
-        return optax.adam(self.cfg.learning_rate)
 
     @property
     def target_entropy(self) -> float:
@@ -128,13 +117,7 @@ class SACAgent:
         y = jax.lax.stop_gradient(bootstrap_target(batch.reward, batch.terminated, cfg.gamma, next_q - alpha * next_log_prob))
 
         # 2. critic loss: 1/2 sum_j mean (Q_j(s, a) - y)^2
-        def critic_loss_fn(critic_params):
-            q = self.critic.apply(critic_params, batch.obs, batch.action)
-            return 0.5 * ((q - y) ** 2).mean(axis=1).sum(), q
-
-        (critic_loss, q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic_params)
-        updates, critic_opt = self.optimizer.update(grads, state.critic_opt, state.critic_params)
-        critic_params = optax.apply_updates(state.critic_params, updates)
+        critic_params, critic_opt, critic_loss, q = self.critic_step(state.critic_params, state.critic_opt, batch, y)
 
         # 3. actor loss: mean (alpha log pi(a~|s) - min_j Q_j(s, a~))
         def actor_loss_fn(actor_params):
@@ -143,16 +126,14 @@ class SACAgent:
             return (alpha * log_prob - q_pi).mean(), log_prob
 
         (actor_loss, log_prob), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor_params)
-        updates, actor_opt = self.optimizer.update(grads, state.actor_opt, state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, updates)
+        actor_params, actor_opt = self.adam_step(state.actor_params, grads, state.actor_opt)
 
         # 4. temperature: L(log_alpha) = -mean log_alpha (log pi + H_target)
         log_alpha, alpha_opt = state.log_alpha, state.alpha_opt
         entropy_gap = jax.lax.stop_gradient(log_prob + self.target_entropy).mean()
         alpha_loss = -state.log_alpha * entropy_gap
         if cfg.learn_alpha:
-            updates, alpha_opt = self.optimizer.update(-entropy_gap, state.alpha_opt, state.log_alpha)
-            log_alpha = optax.apply_updates(state.log_alpha, updates)
+            log_alpha, alpha_opt = self.adam_step(state.log_alpha, -entropy_gap, state.alpha_opt)  # dL/dlog_alpha
 
         # 5. Polyak averaging of the target critics
         n_updates = state.n_updates + 1

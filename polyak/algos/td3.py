@@ -17,13 +17,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-
+from polyak.algos.agent import ActorCriticAgent
 from polyak.algos.base import OffPolicyAlgorithm
 from polyak.algos.config import HyperparameterError, OffPolicyConfig
 from polyak.common.boundaries import bootstrap_target
 from polyak.common.buffer import Transition
-from polyak.common.networks import CriticEnsemble, DeterministicActor, polyak_average
+from polyak.common.networks import DeterministicActor, polyak_average
 
 
 @dataclass(frozen=True)
@@ -55,24 +54,12 @@ class TD3State(NamedTuple):
 
 
 @dataclass(frozen=True)
-class DeterministicAgent:
-    """Networks, initialisation and acting shared by DDPG and TD3 (a deterministic policy mu(s))."""
-
-    cfg: OffPolicyConfig
-    obs_dim: int
-    act_dim: int
+class DeterministicAgent(ActorCriticAgent):
+    """Actor, initialisation and acting shared by DDPG and TD3 (a deterministic policy mu(s))."""
 
     @cached_property
     def actor(self) -> DeterministicActor:
         return DeterministicActor(self.cfg.actor_hidden, self.act_dim)
-
-    @cached_property
-    def critic(self) -> CriticEnsemble:
-        return CriticEnsemble(self.cfg.critic_hidden, self.cfg.n_critics)
-
-    @cached_property
-    def optimizer(self) -> optax.GradientTransformation:
-        return optax.adam(self.cfg.learning_rate)
 
     def init(self, key: jax.Array) -> TD3State:
         k_actor, k_critic = jax.random.split(key)
@@ -86,24 +73,14 @@ class DeterministicAgent:
     def act(self, state: TD3State, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         return self.actor.apply(state.actor_params, obs)  # exploration noise is added by the loop
 
-    def critic_step(self, state: TD3State, batch: Transition, y: jax.Array):
-        """L_Q = 1/2 sum_j mean (Q_j(s, a) - y)^2, one Adam step."""
-        def critic_loss_fn(critic_params):
-            q = self.critic.apply(critic_params, batch.obs, batch.action)
-            return 0.5 * ((q - y) ** 2).mean(axis=1).sum(), q
-
-        (loss, q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic_params)
-        updates, critic_opt = self.optimizer.update(grads, state.critic_opt, state.critic_params)
-        return optax.apply_updates(state.critic_params, updates), critic_opt, loss, q
-
     def actor_step(self, state: TD3State, critic_params, obs: jax.Array):
         """L_mu = -mean Q_1(s, mu(s)), one Adam step."""
         def actor_loss_fn(actor_params):
             return -self.critic.apply(critic_params, obs, self.actor.apply(actor_params, obs))[0].mean()
 
         loss, grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
-        updates, actor_opt = self.optimizer.update(grads, state.actor_opt, state.actor_params)
-        return optax.apply_updates(state.actor_params, updates), actor_opt, loss
+        actor_params, actor_opt = self.adam_step(state.actor_params, grads, state.actor_opt)
+        return actor_params, actor_opt, loss
 
 
 @dataclass(frozen=True)
@@ -120,7 +97,7 @@ class TD3Agent(DeterministicAgent):
         next_q = self.critic.apply(state.target_critic_params, batch.next_obs, next_action).min(axis=0)
         y = jax.lax.stop_gradient(bootstrap_target(batch.reward, batch.terminated, cfg.gamma, next_q))
         # 3. critic step
-        critic_params, critic_opt, critic_loss, q = self.critic_step(state, batch, y)
+        critic_params, critic_opt, critic_loss, q = self.critic_step(state.critic_params, state.critic_opt, batch, y)
         n_updates = state.n_updates + 1
         state = state._replace(critic_params=critic_params, critic_opt=critic_opt, n_updates=n_updates)
 

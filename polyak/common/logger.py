@@ -19,6 +19,7 @@ class RunLogger:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.verbose = verbose
         self.recent_returns: deque[float] = deque(maxlen=20)
+        self.recent_lengths: deque[int] = deque(maxlen=20)
         self._metrics_file = self._episodes_file = None
         self._metrics_writer = None
         self._metrics_fields: list[str] | None = None
@@ -62,6 +63,7 @@ class RunLogger:
     # -- records ---------------------------------------------------------------------------
     def episode(self, step: int, episode_return: float, length: int) -> None:
         self.recent_returns.append(episode_return)
+        self.recent_lengths.append(length)
         if self.run_dir is not None:
             if self._episodes_writer is None:
                 self._episodes_file = open(self.run_dir / "episodes.csv", "a", newline="")
@@ -78,7 +80,9 @@ class RunLogger:
         row = {"step": step, "time_s": round(now - self._t0, 3),
                "steps_per_s": (step - self._last_s) / max(now - self._last_t, 1e-9)}
         self._last_t, self._last_s = now, step
+        # mean return and length of the last 20 episodes (NaN before the first one ends)
         row["recent_return"] = float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+        row["recent_length"] = float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan")
         row.update({k: float(v) for k, v in values.items()})
         if self.run_dir is not None:
             if self._metrics_writer is None:
