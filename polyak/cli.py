@@ -167,14 +167,17 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     ev.set_defaults(func=cmd_eval)
 
-    be = sub.add_parser("bench", help="speed benchmark against Stable-Baselines3 and SBX (same run)",
-                        description="Same as `python -m polyak.bench`; see its --help.", add_help=False)
-    be.add_argument("bench_args", nargs=argparse.REMAINDER)
-    be.set_defaults(func=lambda a: __import__("polyak.bench", fromlist=["main"]).main(a.bench_args))
+    sub.add_parser("bench", help="speed benchmark against Stable-Baselines3 and SBX (same run); "
+                                 "`polyak bench --help` lists its options")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # everything after `bench` belongs to polyak.bench's own parser
+        from polyak.bench import main as bench_main
+
+        return int(bench_main(argv[1:]) or 0)
     args = make_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
