@@ -31,8 +31,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def build_model(algo: str, env_id: str, seed: int, hyperparameters: dict[str, Any], verbose: int = 0):
     """Turn CLI-level hyperparameters (net_arch, action_noise='normal:0.1'/'ou:0.2') into a model."""
-    import numpy as np
-
     import polyak
     from polyak.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
@@ -52,7 +50,6 @@ def build_model(algo: str, env_id: str, seed: int, hyperparameters: dict[str, An
             raise SystemExit(f"action_noise must be 'normal:SIGMA' or 'ou:SIGMA', got {noise!r}")
     elif noise is not None:
         raise SystemExit(f"action_noise must be 'normal:SIGMA' or 'ou:SIGMA', got {noise!r}")
-    del np
     return polyak.ALGORITHMS[algo]("MlpPolicy", env_id, seed=seed, action_noise=noise,
                                    policy_kwargs=policy_kwargs or None, verbose=verbose, **hp)
 

@@ -41,8 +41,11 @@ def test_predict_single_and_batched_in_env_units(algo):
     assert a.shape == (1,) and state is None and env.action_space.contains(a)
     batch, _ = model.predict(np.random.default_rng(0).normal(size=(7, 2)) * 50)
     assert batch.shape == (7, 1) and np.all(np.abs(batch) <= 2.0)
-    # deterministic prediction is deterministic; SAC's stochastic one is not
+    # deterministic prediction is deterministic; SAC's stochastic one samples
     np.testing.assert_array_equal(model.predict(np.ones(2))[0], model.predict(np.ones(2))[0])
+    if algo is SAC:
+        draws = {float(model.predict(np.ones(2), deterministic=False)[0][0]) for _ in range(5)}
+        assert len(draws) > 1
     with pytest.raises(ValueError, match="observation shape"):
         model.predict(np.ones(3))
 

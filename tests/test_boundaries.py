@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from envs import CountingEnv
-from polyak import SAC, TD3
+from polyak import TD3
 from polyak.common.boundaries import bootstrap_target
 
 

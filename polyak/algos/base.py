@@ -12,7 +12,6 @@ Gymnasium environments, the SB3-style class API, and checkpoints.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import threading

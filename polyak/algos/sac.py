@@ -32,7 +32,7 @@ class SACConfig(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        self.initial_alpha  # parses ent_coef
+        _ = self.initial_alpha  # raises on an invalid ent_coef
         if self.target_entropy != "auto" and not isinstance(self.target_entropy, (int, float)):
             raise HyperparameterError(f"target_entropy must be 'auto' or a number, got {self.target_entropy!r}")
         if self.target_update_interval < 1:
