@@ -455,6 +455,7 @@ class OffPolicyAlgorithm:
         path = Path(path)
         learner = self.learner if include_buffer else self.learner._replace(buffer=None)
         arrays = _flatten_named(jax.device_get(learner), prefix="learner")
+        episode = int(getattr(self.stepper, "episode", 0)) if self.env is not None else 0
         if self._obs is not None:  # where the running episodes are, for an exact resume
             arrays["host/pending_action"] = self._pending_action
             arrays["host/episode_return"] = self._episode_return
@@ -462,6 +463,10 @@ class OffPolicyAlgorithm:
             actions = getattr(self.stepper, "episode_actions", [])
             arrays["host/episode_actions"] = (np.stack(actions) if actions
                                               else np.zeros((0, self.agent.act_dim), np.float32))
+        elif self._resume is not None:  # loaded but not trained since: pass the resume point on
+            episode = self._resume["episode"]
+            for name in ("pending_action", "episode_return", "episode_length", "episode_actions"):
+                arrays[f"host/{name}"] = self._resume[name]
         metadata = {
             "kind": "polyak-model", "library_version": __version__, "algorithm": self.name,
             "config": self.config.to_dict(), "action_noise": noise_to_config(self.action_noise),
@@ -469,7 +474,7 @@ class OffPolicyAlgorithm:
             "action_low": self.scaler.low.tolist(), "action_high": self.scaler.high.tolist(),
             "env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps,
             "includes_buffer": bool(include_buffer and self.learner.buffer is not None),
-            "episode": int(getattr(self.stepper, "episode", 0)) if self.env is not None else 0,
+            "episode": episode,
         }
         ckpt.write_checkpoint(path, arrays, metadata)
         return path
