@@ -6,6 +6,7 @@ from polyak.algos.ddpg import DDPG  # noqa: E402
 from polyak.algos.sac import SAC  # noqa: E402
 from polyak.algos.td3 import TD3  # noqa: E402
 from polyak.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise  # noqa: E402
+from polyak import envs  # noqa: E402,F401  (registers polyak/... ids with Gymnasium)
 
 ALGORITHMS = {"sac": SAC, "td3": TD3, "ddpg": DDPG}
 
