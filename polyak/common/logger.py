@@ -26,6 +26,7 @@ class RunLogger:
         self._episodes_writer = None
         self._tb = None
         self._pbar = None
+        self._pending = 0
         self._show_progress = progress_bar
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -44,11 +45,16 @@ class RunLogger:
             self._pbar = tqdm(total=total_steps, initial=0, unit="step", dynamic_ncols=True, smoothing=0.05)
 
     def progress(self, n: int) -> None:
+        """Count n more steps; the bar is redrawn every 64 steps (tqdm per step costs ~3% here)."""
         if self._pbar is not None:
-            self._pbar.update(n)
+            self._pending += n
+            if self._pending >= 64:
+                self._pbar.update(self._pending)
+                self._pending = 0
 
     def close(self) -> None:
         if self._pbar is not None:
+            self._pbar.update(self._pending)
             self._pbar.close()
             self._pbar = None
         for f in (self._metrics_file, self._episodes_file):
