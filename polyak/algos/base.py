@@ -311,7 +311,8 @@ class OffPolicyAlgorithm:
         store_fn, train_fn, collect_fn = self._fns["store"], self._fns["train"](n_grad), self._fns["train"](0)
         cols = self.spec.columns()
         packed = np.zeros((n_envs, max(s.stop for s in cols.values())), np.float32)
-        if self.num_timesteps < cfg.learning_starts:
+        if self.num_timesteps < cfg.learning_starts and not getattr(self, "_compile_started", False):
+            self._compile_started = True  # once per model: later learn() calls hit JAX's cache
             self._compile_in_background(train_fn, packed)
         target = self.num_timesteps + int(total_timesteps)
         next_log = (self.num_timesteps // log_interval + 1) * log_interval
