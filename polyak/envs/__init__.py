@@ -3,21 +3,30 @@
 The protocol (see `protocol.py`):
     reset(key, params) -> (state, obs)
     step(key, state, action, params) -> (state, obs, reward, terminated, truncated, info)
-Registered Gymnasium ids: ``polyak/Pendulum-v1``.
+Registered Gymnasium ids (``gymnasium.make`` and ``gymnasium.make_vec``, whose vector envs step all
+copies in one vmapped call): ``polyak/Pendulum-v1``, ``polyak/TransverseTuning-v0`` (CLARA S04-like
+beam tuning), ``polyak/OrbitSteering-v0`` (AWAKE-like orbit correction).
 """
 
-from polyak.envs.protocol import GymnasiumAdapter, JaxEnv
+from polyak.envs.protocol import GymnasiumAdapter, GymnasiumVectorAdapter, JaxEnv
 from polyak.envs.pendulum import Pendulum, PendulumParams, PendulumState
 
-__all__ = ["JaxEnv", "GymnasiumAdapter", "Pendulum", "PendulumParams", "PendulumState", "register_envs"]
+__all__ = ["JaxEnv", "GymnasiumAdapter", "GymnasiumVectorAdapter", "Pendulum", "PendulumParams", "PendulumState", "register_envs"]
 
 
 def register_envs() -> None:
     """Register polyak's JAX environments with Gymnasium (idempotent)."""
     import gymnasium as gym
 
-    if "polyak/Pendulum-v1" not in gym.registry:
-        gym.register(id="polyak/Pendulum-v1", entry_point="polyak.envs.pendulum:make_gymnasium_pendulum")
+    entry_points = {
+        "polyak/Pendulum-v1": ("polyak.envs.pendulum", "pendulum"),
+        "polyak/TransverseTuning-v0": ("polyak.envs.transverse_tuning", "transverse_tuning"),
+        "polyak/OrbitSteering-v0": ("polyak.envs.orbit_steering", "orbit_steering"),
+    }
+    for env_id, (module, name) in entry_points.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=f"{module}:make_gymnasium_{name}",
+                         vector_entry_point=f"{module}:make_vector_{name}")
 
 
 register_envs()

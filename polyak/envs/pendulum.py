@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polyak.envs.protocol import GymnasiumAdapter
+from polyak.envs.protocol import GymnasiumAdapter, GymnasiumVectorAdapter
 
 
 class PendulumParams(NamedTuple):
@@ -72,3 +72,8 @@ class Pendulum:
 def make_gymnasium_pendulum(**params) -> GymnasiumAdapter:
     """Entry point of ``gymnasium.make("polyak/Pendulum-v1")``; keyword arguments override PendulumParams."""
     return GymnasiumAdapter(Pendulum(), PendulumParams(**params))
+
+
+def make_vector_pendulum(num_envs: int, **params) -> GymnasiumVectorAdapter:
+    """Entry point of ``gymnasium.make_vec("polyak/Pendulum-v1", num_envs, vectorization_mode="vector_entry_point")``."""
+    return GymnasiumVectorAdapter(Pendulum(), num_envs, PendulumParams(**params))
