@@ -1,4 +1,4 @@
-"""Command line: `polyak train`, `polyak eval`, `polyak bench`."""
+"""Command line: `polyak train`, `polyak eval`, `polyak report`, `polyak bench`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,21 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def build_model(algo: str, env_id: str, seed: int, hyperparameters: dict[str, Any], verbose: int = 0):
+def make_training_env(env_id: str, n_envs: int = 1, env_kwargs: dict[str, Any] | None = None):
+    """`gymnasium.make` for one env; `gymnasium.make_vec` for several (one vmapped call for polyak's JAX envs)."""
+    import gymnasium as gym
+
+    import polyak  # noqa: F401  (registers polyak's environment ids)
+
+    if n_envs < 1:
+        raise SystemExit(f"--n-envs must be >= 1, got {n_envs}")
+    env_kwargs = env_kwargs or {}
+    if n_envs == 1:
+        return gym.make(env_id, **env_kwargs)
+    return gym.make_vec(env_id, num_envs=n_envs, **env_kwargs)
+
+
+def build_model(algo: str, env_id, seed: int, hyperparameters: dict[str, Any], verbose: int = 0):
     """Turn CLI-level hyperparameters (net_arch, action_noise='normal:0.1'/'ou:0.2') into a model."""
     import polyak
     from polyak.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
@@ -62,11 +76,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     hp = {} if args.no_tuned else tuned_hyperparameters(args.algo, args.env)
     hp.update(parse_overrides(args.set))
-    model = build_model(args.algo, args.env, args.seed, hp)
+    n_envs = int(args.n_envs or hp.pop("n_envs", 1))
+    hp.pop("n_envs", None)
+    env_kwargs = parse_overrides(args.env_kwarg)
+    env = make_training_env(args.env, n_envs, env_kwargs)
+    model = build_model(args.algo, env, args.seed, hp)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir or Path(args.runs_root) / f"{args.algo}-{args.env.replace('/', '_')}-s{args.seed}-{stamp}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"algorithm": args.algo, "env": args.env, "steps": args.steps, "seed": args.seed,
+    config = {"algorithm": args.algo, "env": args.env, "env_kwargs": env_kwargs, "n_envs": n_envs,
+              "steps": args.steps, "seed": args.seed,
               "library_version": __version__, "command": " ".join(sys.argv),
               "overrides": hp, "hyperparameters": model.config.to_dict(),
               "action_noise": None if model.action_noise is None else repr(model.action_noise)}
@@ -89,7 +108,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         logger.close()
     train_s = time.perf_counter() - t0
     model.save(run_dir / MODEL_FILE, include_buffer=args.save_buffer)
-    returns, lengths = evaluate_policy(model, args.env, args.eval_episodes, seed=10_000 + args.seed,
+    returns, lengths = evaluate_policy(model, make_training_env(args.env, 1, env_kwargs), args.eval_episodes,
+                                       seed=10_000 + args.seed,
                                        return_episode_rewards=True)
     import numpy as np
 
@@ -115,17 +135,67 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.run_dir)
     model_path = target / MODEL_FILE if target.is_dir() else target
     model = polyak.load(model_path)
-    env_id = args.env
-    if env_id is None:
-        cfg_path = model_path.parent / "config.json"
-        env_id = json.loads(cfg_path.read_text())["env"] if cfg_path.exists() else model.env_id
+    cfg_path = model_path.parent / "config.json"
+    config = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    env_id = args.env or config.get("env") or model.env_id
     if env_id is None:
         raise SystemExit("cannot tell which environment to evaluate on: pass --env")
-    returns, _ = evaluate_policy(model, env_id, args.episodes, deterministic=not args.stochastic,
+    env_kwargs = config.get("env_kwargs", {}) if env_id == config.get("env") else {}
+    returns, _ = evaluate_policy(model, make_training_env(env_id, 1, env_kwargs), args.episodes, deterministic=not args.stochastic,
                                  seed=args.seed, return_episode_rewards=True)
     print(f"{model.name.upper()} on {env_id}, {args.episodes} episodes: "
           f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} (min {np.min(returns):.2f}, max {np.max(returns):.2f})")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from polyak.report import RunFolderError, write_report
+
+    if args.reps < 1 or not 0 < args.confidence < 1 or args.smooth < 1:
+        raise SystemExit("polyak report: --reps and --smooth must be >= 1 and --confidence in (0, 1)")
+    try:
+        report = write_report(args.run_dirs, args.out, metric=args.metric, reps=args.reps,
+                              confidence=args.confidence, seed=args.seed, smooth=args.smooth)
+    except RunFolderError as e:
+        raise SystemExit(f"polyak report: {e}") from None
+    for env, entry in report["environments"].items():
+        for algo, s in entry["algorithms"].items():
+            print(f"{env:<20} {algo.upper():<6} n={s['n']:<3} mean {s['mean']:.2f} ± {s['std']:.2f}  "
+                  f"IQM {s['iqm']:.2f} [{s['iqm_ci'][0]:.2f}, {s['iqm_ci'][1]:.2f}]")
+    print(f"wrote {Path(args.out) / 'report.md'}, report.json and learning-curve PNGs")
+    return 0
+
+
+def cmd_accel_evaluate(args: argparse.Namespace) -> int:
+    from polyak.accel import evaluate, make_controller
+    from polyak.accel.evaluation import TASKS, write_results
+
+    evaluations = []
+    for spec in args.controllers:
+        kwargs = {}
+        if spec == "nelder-mead":
+            kwargs = {"budget": args.steps or TASKS[args.task].default_steps, "initial_step": args.nm_step}
+        elif spec == "random":
+            kwargs = {"seed": args.seed}
+        try:
+            controller = make_controller(spec, **kwargs)
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(str(err)) from None
+        t0 = time.perf_counter()
+        evaluation = evaluate(controller, args.task, trials=args.trials, steps=args.steps, seed=args.seed,
+                              reading_noise=args.noise)
+        evaluations.append(evaluation)
+        print(f"{evaluation.controller}: {args.trials} trials in {time.perf_counter() - t0:.1f} s", flush=True)
+    paths = write_results(evaluations, args.out, plot_trial=args.plot_trial)
+    print(paths["table"].read_text())
+    print(f"written: {paths['table']}, {paths['json']}, {paths['plot']}")
+    return 0
+
+
+def cmd_accel_speed(args: argparse.Namespace) -> int:
+    from polyak.accel.speed import main as speed_main
+
+    return int(speed_main(args) or 0)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -140,6 +210,10 @@ def make_parser() -> argparse.ArgumentParser:
     tr.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id (default: Pendulum-v1)")
     tr.add_argument("--steps", type=int, default=20_000, help="environment steps (default: 20000)")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    tr.add_argument("--n-envs", type=int, default=None, metavar="N",
+                    help="train on N copies of the env in a vector env (default: 1, or the tuned value)")
+    tr.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
+                    help="keyword for gymnasium.make, e.g. --env-kwarg reward=differential (repeatable)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a hyperparameter, e.g. --set learning_rate=3e-4 --set net_arch=[64,64] "
                          "--set action_noise=ou:0.2 (repeatable)")
@@ -163,6 +237,51 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     ev.set_defaults(func=cmd_eval)
+
+    rp = sub.add_parser("report", help="multi-seed statistics and learning curves of run folders",
+                        description="Group run folders by (algorithm, environment) and write report.md, report.json "
+                                    "and one learning-curve PNG per environment: mean ± sample std (ddof=1), median, "
+                                    "IQM with a stratified-bootstrap confidence interval over seeds.")
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                    help="run folders written by `polyak train`, or folders that contain run folders")
+    rp.add_argument("--out", default="report", help="output folder (default: report)")
+    rp.add_argument("--metric", default="final", choices=["final", "train-last", "train-mean"],
+                    help="score per run: final = deterministic evaluation in eval.json; train-last = mean of the "
+                         "last 10 training episodes; train-mean = mean of all training episodes (default: final)")
+    rp.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples (default: 50000, as rliable)")
+    rp.add_argument("--confidence", type=float, default=0.95, help="confidence level of the interval (default: 0.95)")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    rp.add_argument("--smooth", type=int, default=10,
+                    help="moving-average window, in episodes, of the plotted curves (default: 10)")
+    rp.set_defaults(func=cmd_report)
+
+    ac = sub.add_parser("accel", help="accelerator tasks: evaluate controllers and trained agents, env speed",
+                        description="Accelerator tasks (polyak/TransverseTuning-v0, polyak/OrbitSteering-v0).")
+    acs = ac.add_subparsers(dest="accel_command", required=True)
+    ae = acs.add_parser("evaluate", help="seeded, fixed trials of a task with controllers or trained agents",
+                        description="Run the same seeded trials with each controller and write a score table "
+                                    "(results.md), per-trial metrics (results.json) and a plot of one trial. "
+                                    "Controllers: do-nothing, random, nelder-mead, svd (OrbitSteering), or a run "
+                                    "folder / .polyak file of a trained agent.")
+    ae.add_argument("controllers", nargs="+", metavar="CONTROLLER_OR_RUN_DIR")
+    ae.add_argument("--task", choices=["transverse", "orbit"], default="transverse",
+                    help="transverse: TransverseTuning challenge trials; orbit: OrbitSteering (default: transverse)")
+    ae.add_argument("--trials", type=int, default=100, help="number of trials, seeds SEED..SEED+N-1 (default: 100)")
+    ae.add_argument("--steps", type=int, default=None,
+                    help="steps per trial (default: 150 for transverse, 50 for orbit)")
+    ae.add_argument("--seed", type=int, default=0, help="seed of the first trial (default: 0)")
+    ae.add_argument("--noise", type=float, default=0.0, help="Gaussian reading noise std in metres (default: 0)")
+    ae.add_argument("--nm-step", type=float, default=0.1,
+                    help="Nelder-Mead initial simplex step as a fraction of each magnet's limit (default: 0.1)")
+    ae.add_argument("--plot-trial", type=int, default=0, help="which trial to plot (default: 0)")
+    ae.add_argument("--out", default="accel-eval", help="output folder (default: accel-eval)")
+    ae.set_defaults(func=cmd_accel_evaluate)
+    asp = acs.add_parser("speed", help="environment steps per second: vmapped JAX envs and the Gymnasium adapter")
+    asp.add_argument("--env", choices=["transverse", "orbit", "pendulum"], default="transverse")
+    asp.add_argument("--num-envs", type=int, nargs="+", default=[1, 1024], help="vmapped batch sizes (default: 1 1024)")
+    asp.add_argument("--steps", type=int, default=200, help="steps per measurement (default: 200)")
+    asp.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default: 5)")
+    asp.set_defaults(func=cmd_accel_speed)
 
     sub.add_parser("bench", help="speed benchmark against Stable-Baselines3 and SBX (same run); "
                                  "`polyak bench --help` lists its options")
