@@ -40,3 +40,33 @@ class DiscreteActionEnv(CountingEnv):
     def __init__(self):
         super().__init__()
         self.action_space = gym.spaces.Discrete(3)
+
+
+class ScriptedJaxEnv:
+    """A JAX env with scripted boundaries: obs = (c, t, a); c starts at a key-dependent 0..3 and counts up.
+
+    reward = c; terminated when c reaches 6 (mod 7), truncated after 5 steps; a = the last action,
+    so a stored transition shows which action led to it.
+    """
+
+    def __init__(self):
+        import jax.numpy as jnp
+
+        self.default_params = jnp.int32(5)  # the time limit
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        self.action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+    def reset(self, key, params):
+        import jax
+        import jax.numpy as jnp
+
+        c = jax.random.randint(key, (), 0, 4)
+        state = (c, jnp.int32(0))
+        return state, jnp.stack([c, 0, 0]).astype(jnp.float32)
+
+    def step(self, key, state, action, params):
+        import jax.numpy as jnp
+
+        c, t = state[0] + 1, state[1] + 1
+        obs = jnp.stack([c.astype(jnp.float32), t.astype(jnp.float32), action[0]])
+        return (c, t), obs, c.astype(jnp.float32), c % 7 == 6, t >= params, {}

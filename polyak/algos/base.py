@@ -183,11 +183,30 @@ def policy_action(spec: LoopSpec, agent_state, obs_rms, obs, key, deterministic:
     return spec.agent.act(agent_state, obs, key, deterministic)
 
 
+def init_learner(spec: LoopSpec, key: jax.Array, with_buffer: bool = True) -> Learner:
+    """A fresh Learner for `spec` (pure: jittable and vmappable over keys)."""
+    cfg, agent = spec.cfg, spec.agent
+    k_agent, k_loop = jax.random.split(key)
+    agent_state = agent.init(k_agent)
+    metric_shapes = jax.eval_shape(
+        agent.update, agent_state,
+        Transition(*(jnp.zeros((cfg.batch_size,) + s) for s in
+                     [(agent.obs_dim,), (agent.act_dim,), (), (agent.obs_dim,), ()])),
+        k_loop)[1]
+    metrics = {k: jnp.zeros(v.shape, v.dtype) for k, v in metric_shapes.items()}
+    minus_one = jnp.asarray(-1, jnp.int32)
+    monitor = Monitor(metrics, jnp.zeros(()), jnp.zeros(()), minus_one, minus_one, jnp.zeros((), jnp.int32))
+    noise = (spec.noise.init(spec.n_envs, agent.act_dim) if spec.noise is not None
+             else jnp.zeros((spec.n_envs, agent.act_dim)))
+    buffer = buffer_init(cfg.buffer_size, agent.obs_dim, agent.act_dim) if with_buffer else None
+    return Learner(agent_state, buffer, rms_init(agent.obs_dim), noise, k_loop, jnp.zeros((), jnp.int32), monitor)
+
+
 @functools.lru_cache(maxsize=64)
 def compiled(spec: LoopSpec):
     """Jitted functions for one LoopSpec, shared across instances with equal specs."""
     return {
-        "init": jax.jit(spec.agent.init),
+        "init": jax.jit(functools.partial(init_learner, spec), static_argnums=1),
         "first_action": jax.jit(functools.partial(first_action, spec), donate_argnums=0),
         "store": jax.jit(functools.partial(store_step, spec), donate_argnums=0),
         "train": functools.lru_cache(maxsize=8)(
@@ -262,21 +281,7 @@ class OffPolicyAlgorithm:
         self._fns = compiled(self.spec)
 
     def _init_learner(self, key: jax.Array, with_buffer: bool) -> Learner:
-        k_agent, k_loop = jax.random.split(key)
-        agent_state = self._fns["init"](k_agent)
-        metric_shapes = jax.eval_shape(
-            self.agent.update, agent_state,
-            Transition(*(jnp.zeros((self.config.batch_size,) + s) for s in
-                         [(self.agent.obs_dim,), (self.agent.act_dim,), (), (self.agent.obs_dim,), ()])),
-            k_loop)[1]
-        metrics = {k: jnp.zeros(v.shape, v.dtype) for k, v in metric_shapes.items()}
-        minus_one = jnp.asarray(-1, jnp.int32)
-        monitor = Monitor(metrics, jnp.zeros(()), jnp.zeros(()), minus_one, minus_one, jnp.zeros((), jnp.int32))
-        noise = (self.action_noise.init(self.spec.n_envs, self.agent.act_dim) if self.action_noise is not None
-                 else jnp.zeros((self.spec.n_envs, self.agent.act_dim)))
-        buffer = buffer_init(self.config.buffer_size, self.agent.obs_dim, self.agent.act_dim) if with_buffer else None
-        learner = Learner(agent_state, buffer, rms_init(self.agent.obs_dim), noise, k_loop,
-                          jnp.zeros((), jnp.int32), monitor)
+        learner = self._fns["init"](key, with_buffer)
         # Distinct buffers for every leaf (targets start as copies of the online networks), so
         # that donating the learner to the jitted step never donates one buffer twice.
         return jax.tree.map(jnp.array, learner)

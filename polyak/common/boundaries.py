@@ -10,6 +10,8 @@ Two steppers present any environment as n parallel copies with the same interfac
     from (seed, episode index), and the actions of the running episode are recorded, so a
     checkpoint can restore the environment mid-episode exactly by replaying them.
   * `VectorEnvStepper` wraps a Gymnasium vector env in its SAME_STEP or NEXT_STEP autoreset mode.
+`jax_envs_step` is the same SAME_STEP logic for a batch of JAX environments, as a pure function:
+the Gymnasium vector adapter of a JAX env and the fully jitted training loop both call it.
 """
 
 from __future__ import annotations
@@ -115,6 +117,40 @@ class VectorEnvStepper:
             # after `done`, the next call resets; the observation to act on is still obs (ignored action)
         return StepBatch(next_obs, np.asarray(reward, np.float32), np.asarray(terminated, bool),
                          np.asarray(truncated, bool), valid, obs, episode_start)
+
+
+def jax_envs_step(env, params, key, states, env_actions):
+    """Step a batch of JAX envs (`polyak.envs.JaxEnv`) once, resetting those that end (SAME_STEP).
+
+    Returns (key, states, StepBatch, info): `StepBatch.next_obs` is the true final observation of
+    each transition, `StepBatch.obs` the observation to act on next (a reset one where the episode
+    ended). Pure and jittable; `info` is the env's info from the step taken, before any reset.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n = env_actions.shape[0]
+    key, step_key, reset_key = jax.random.split(key, 3)
+    states, final_obs, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+        jax.random.split(step_key, n), states, env_actions, params)
+    done = terminated | truncated
+    fresh_states, fresh_obs = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, n), params)
+
+    def pick(fresh, old):
+        return jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), fresh, old)
+
+    states = jax.tree.map(pick, fresh_states, states)
+    batch = StepBatch(final_obs, reward, terminated, truncated, jnp.ones(n, bool), pick(fresh_obs, final_obs), done)
+    return key, states, batch, info
+
+
+def jax_envs_reset(env, params, key, n: int):
+    """Reset a batch of n JAX envs from one key, as `GymnasiumVectorAdapter.reset(seed)` does."""
+    import jax
+
+    key, sub = jax.random.split(key)
+    states, obs = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(sub, n), params)
+    return key, states, obs
 
 
 def bootstrap_target(reward, terminated, gamma: float, next_value):

@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from polyak.common.boundaries import jax_envs_reset, jax_envs_step
 
 
 class JaxEnv(Protocol):
@@ -95,25 +96,14 @@ class GymnasiumVectorAdapter(gym.vector.VectorEnv):
         self.single_action_space = env.action_space
         self.observation_space = gym.vector.utils.batch_space(env.observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(env.action_space, self.num_envs)
-        reset_many = jax.vmap(env.reset, in_axes=(0, None))
-        step_many = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+        n = self.num_envs
 
         def reset(key, params):
-            key, sub = jax.random.split(key)
-            return (key, *reset_many(jax.random.split(sub, self.num_envs), params))
+            return jax_envs_reset(env, params, key, n)
 
         def step(key, states, actions, params):
-            key, step_key, reset_key = jax.random.split(key, 3)
-            states, final_obs, reward, terminated, truncated, info = step_many(
-                jax.random.split(step_key, self.num_envs), states, actions, params)
-            done = terminated | truncated
-            fresh_states, fresh_obs = reset_many(jax.random.split(reset_key, self.num_envs), params)
-
-            def pick(fresh, old):
-                return jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), fresh, old)
-
-            states = jax.tree.map(pick, fresh_states, states)
-            return key, states, pick(fresh_obs, final_obs), reward, terminated, truncated, final_obs, info
+            key, states, batch, info = jax_envs_step(env, params, key, states, actions)
+            return key, states, batch.obs, batch.reward, batch.terminated, batch.truncated, batch.next_obs, info
 
         self._reset = jax.jit(reset)
         self._step = jax.jit(step)

@@ -1,0 +1,218 @@
+"""The fully jitted training loop for JAX environments, vmapped over seeds.
+
+One compiled function runs `chunk` vector-env steps under `lax.scan` for every seed at once:
+
+    for t in chunk:                                        (lax.scan)
+        for every seed:                                    (jax.vmap)
+            env step + auto-reset                          boundaries.jax_envs_step (as the vector adapter)
+            buffer write                                   base.store_step          (as the host loop)
+            K gradient steps and the next action           base.train_step          (as the host loop)
+
+The agent's `update`, the buffer, the normaliser, the exploration noise and the episode-boundary
+logic are the very functions the Gymnasium host loop calls; only the loop around them moves from
+Python into XLA. With seeds s0..sN-1 a run equals, seed for seed, the host loop of
+`ALGO("MlpPolicy", gymnasium.make_vec(env_id, n_envs), seed=s)` (tested on scripted episodes).
+Whether a step trains depends only on the step index, shared by all seeds, so warm-up steps run
+no gradient step even under vmap.
+
+`train_seeds` is the entry point of `polyak train ALGO --env polyak/... --seeds N`: it builds one
+model per seed (for the configuration, saving and evaluation), trains all of them in one process,
+and writes each seed's run folder as a single `polyak train` would.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from polyak.algos.base import LoopSpec, Learner, first_action, init_learner, store_step, train_step
+from polyak.common.boundaries import jax_envs_reset, jax_envs_step
+
+
+class LoopState(NamedTuple):
+    """The scan carry of one seed."""
+
+    learner: Learner
+    env_key: jax.Array
+    env_states: Any
+    obs: jax.Array  # (n_envs, obs_dim): the observation the pending action was chosen for
+    action: jax.Array  # (n_envs, act_dim): the pending action, in [-1, 1]
+    episode_return: jax.Array  # (n_envs,) running (unscaled) return
+    episode_length: jax.Array  # (n_envs,)
+
+
+class StepLog(NamedTuple):
+    """Per step and env, returned to the host for the episode log."""
+
+    done: jax.Array
+    episode_return: jax.Array  # the finished episode's return where done
+    episode_length: jax.Array
+
+
+def pack(spec: LoopSpec, obs, action, batch, random) -> jax.Array:
+    """The host loop's packed array (same columns, `LoopSpec.columns`), built on the device."""
+    n = obs.shape[0]
+    parts = {"obs": obs, "action": action, "reward": batch.reward[:, None], "next_obs": batch.next_obs,
+             "terminated": batch.terminated[:, None], "valid": batch.valid[:, None], "act_obs": batch.obs,
+             "episode_start": batch.episode_start[:, None], "random": jnp.full((n, 1), random)}
+    return jnp.concatenate([parts[name].astype(jnp.float32) for name in spec.columns()], axis=1)
+
+
+def to_env_units(action, low, high):
+    """`ActionScaler.to_env` on the device: [-1, 1] -> [low, high]."""
+    return low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)
+
+
+class JittedLoop:
+    """Compiled init and chunk functions for one (LoopSpec, env, params)."""
+
+    def __init__(self, spec: LoopSpec, env, params, chunk: int = 1000):
+        self.spec, self.env, self.params, self.chunk = spec, env, params, int(chunk)
+        cfg = spec.cfg
+        self.n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * spec.n_envs
+        self.low = jnp.asarray(env.action_space.low, jnp.float32)
+        self.high = jnp.asarray(env.action_space.high, jnp.float32)
+        self.init = jax.jit(jax.vmap(self._init_one))
+        self.run_chunk = jax.jit(self._run_chunk, donate_argnums=0)
+
+    def _init_one(self, seed: jax.Array) -> LoopState:
+        spec = self.spec
+        learner = init_learner(spec, jax.random.PRNGKey(seed), with_buffer=True)
+        env_key, env_states, obs = jax_envs_reset(self.env, self.params, jax.random.PRNGKey(seed), spec.n_envs)
+        random = jnp.float32(spec.cfg.learning_starts > 0)
+        learner, action = first_action(spec, learner, obs, random)
+        zeros = jnp.zeros(spec.n_envs)
+        return LoopState(learner, env_key, env_states, obs, action, zeros, zeros.astype(jnp.int32))
+
+    def _step_one(self, state: LoopState, learning, train_now) -> tuple[LoopState, StepLog]:
+        spec = self.spec
+        env_key, env_states, batch, _ = jax_envs_step(
+            self.env, self.params, state.env_key, state.env_states, to_env_units(state.action, self.low, self.high))
+        packed = pack(spec, state.obs, state.action, batch, jnp.where(learning, 0.0, 1.0))
+        learner = state.learner._replace(buffer=store_step(spec, state.learner.buffer, packed))
+        learner, next_action, _ = jax.lax.cond(
+            train_now,
+            lambda lr: train_step(spec, self.n_grad, lr, packed),
+            lambda lr: train_step(spec, 0, lr, packed), learner)
+        episode_return = state.episode_return + batch.reward
+        episode_length = state.episode_length + 1
+        done = batch.terminated | batch.truncated
+        log = StepLog(done, episode_return, episode_length)
+        state = LoopState(learner, env_key, env_states, batch.obs, next_action,
+                          jnp.where(done, 0.0, episode_return), jnp.where(done, 0, episode_length))
+        return state, log
+
+    def _run_chunk(self, states: LoopState, first_vector_step: jax.Array) -> tuple[LoopState, StepLog]:
+        cfg, n_envs = self.spec.cfg, self.spec.n_envs
+
+        def body(states, t):
+            # the host loop's rule, from the step index shared by all seeds (a real branch under vmap)
+            vector_step = t + 1
+            learning = vector_step * n_envs >= cfg.learning_starts
+            train_now = learning & (vector_step % cfg.train_freq == 0)
+            return jax.vmap(self._step_one, in_axes=(0, None, None))(states, learning, train_now)
+
+        steps = first_vector_step + jnp.arange(self.chunk)
+        states, logs = jax.lax.scan(body, states, steps)
+        return states, logs
+
+
+@functools.lru_cache(maxsize=8)
+def _loop(spec: LoopSpec, env, params, chunk: int) -> JittedLoop:
+    return JittedLoop(spec, env, params, chunk)
+
+
+def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparameters: dict[str, Any],
+                env_kwargs: dict[str, Any] | None = None, n_envs: int = 1, run_root: str | Path = "runs",
+                run_dir: str | Path | None = None, chunk: int = 1000, eval_episodes: int = 10,
+                progress_bar: bool = True, command: str = "") -> list[Path]:
+    """Train `algo` on the JAX env `env_id` for every seed in one process (vmapped); one run folder per seed.
+
+    Returns the run folders. Each holds what `polyak train` writes: config.json, metrics.csv,
+    episodes.csv, tensorboard/, learning_curve.png, model.polyak and eval.json.
+    """
+    import gymnasium as gym
+
+    from polyak import __version__
+    from polyak.cli import MODEL_FILE, build_model, make_training_env
+    from polyak.common.logger import RunLogger, plot_learning_curve
+    from polyak.evaluation import evaluate_policy
+
+    env_kwargs = dict(env_kwargs or {})
+    vector_env = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+    jax_env, params = vector_env.env, vector_env.params
+    models = [build_model(algo, vector_env, seed, hyperparameters) for seed in seeds]
+    spec = models[0].spec
+    vector_steps = -(-int(steps) // n_envs)
+    chunk = min(chunk, vector_steps)
+    full, rest = divmod(vector_steps, chunk)
+    plan = [_loop(spec, jax_env, params, chunk)] * full + ([_loop(spec, jax_env, params, rest)] if rest else [])
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dirs = []
+    for seed in seeds:
+        d = (Path(run_dir) / f"seed{seed}" if run_dir is not None else
+             Path(run_root) / f"{algo}-{env_id.replace('/', '_')}-s{seed}-{stamp}")
+        d.mkdir(parents=True, exist_ok=True)
+        run_dirs.append(d)
+    loggers = [RunLogger(d, verbose=0, progress_bar=False) for d in run_dirs]
+    for d, seed, model, logger in zip(run_dirs, seeds, models, loggers):
+        config = {"algorithm": algo, "env": env_id, "env_kwargs": env_kwargs, "n_envs": n_envs, "steps": steps,
+                  "seed": seed, "library_version": __version__, "command": command, "overrides": hyperparameters,
+                  "hyperparameters": model.config.to_dict(), "loop": f"jitted, {len(seeds)} seeds vmapped",
+                  "action_noise": None if model.action_noise is None else repr(model.action_noise)}
+        (d / "config.json").write_text(json.dumps(config, indent=2))
+        logger.start(steps, 0)
+
+    progress = None
+    if progress_bar:
+        from tqdm import tqdm
+
+        progress = tqdm(total=vector_steps * n_envs, desc=f"{algo.upper()} x{len(seeds)} seeds (jitted)",
+                        unit="step", mininterval=0.5)
+    t0 = time.perf_counter()
+    states = plan[0].init(jnp.asarray(seeds, jnp.uint32))
+    done_steps = 0
+    for loop in plan:
+        states, logs = loop.run_chunk(states, jnp.int32(done_steps))
+        logs, monitor = jax.device_get((logs, states.learner.monitor))
+        for i, logger in enumerate(loggers):
+            for t, e in zip(*np.nonzero(logs.done[:, i])):
+                step = (done_steps + t + 1) * n_envs
+                logger.episode(step, float(logs.episode_return[t, i, e]), int(logs.episode_length[t, i, e]))
+            metrics = {k: float(v[i]) for k, v in monitor.metrics.items()}
+            metrics["q_abs_max_so_far"] = float(monitor.q_abs_max[i])
+            logger.metrics((done_steps + loop.chunk) * n_envs, metrics)
+            if monitor.nonfinite_step[i] >= 0:
+                raise FloatingPointError(f"seed {seeds[i]}: non-finite loss at environment step "
+                                         f"{int(monitor.nonfinite_step[i])}")
+        done_steps += loop.chunk
+        if progress is not None:
+            progress.update(loop.chunk * n_envs)
+    jax.block_until_ready(states)
+    train_s = time.perf_counter() - t0
+    if progress is not None:
+        progress.close()
+    for logger in loggers:
+        logger.close()
+
+    for i, (d, seed, model) in enumerate(zip(run_dirs, seeds, models)):
+        learner = jax.tree.map(lambda x, i=i: x[i], states.learner)
+        model.learner = learner
+        model.num_timesteps = int(learner.step)
+        model.save(d / MODEL_FILE)
+        returns, lengths = evaluate_policy(model, make_training_env(env_id, 1, env_kwargs), eval_episodes,
+                                           seed=10_000 + seed, return_episode_rewards=True)
+        result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+                  "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
+                  "steps_per_second": round(model.num_timesteps * len(seeds) / train_s, 1),
+                  "steps": model.num_timesteps, "seeds_in_process": len(seeds)}
+        (d / "eval.json").write_text(json.dumps(result, indent=2))
+        plot_learning_curve(d, f"{algo.upper()} on {env_id} (seed {seed}, jitted)", result["eval_return_mean"])
+    return run_dirs
