@@ -5,7 +5,8 @@ The protocol (see `protocol.py`):
     step(key, state, action, params) -> (state, obs, reward, terminated, truncated, info)
 Registered Gymnasium ids (``gymnasium.make`` and ``gymnasium.make_vec``, whose vector envs step all
 copies in one vmapped call): ``polyak/Pendulum-v1``, ``polyak/TransverseTuning-v0`` (CLARA S04-like
-beam tuning), ``polyak/OrbitSteering-v0`` (AWAKE-like orbit correction).
+beam tuning), ``polyak/OrbitSteering-v0`` (AWAKE-like orbit correction); and, when gymnax is
+installed, ``gymnax/Pendulum-v1`` and ``gymnax/MountainCarContinuous-v0`` (see gymnax_adapter.py).
 """
 
 from polyak.envs.protocol import GymnasiumAdapter, GymnasiumVectorAdapter, JaxEnv
@@ -27,6 +28,12 @@ def register_envs() -> None:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=f"{module}:make_gymnasium_{name}",
                          vector_entry_point=f"{module}:make_vector_{name}")
+    from polyak.envs.gymnax_adapter import CONTINUOUS
+
+    for name in CONTINUOUS:  # gymnax is imported only when one of them is made
+        if f"gymnax/{name}" not in gym.registry:
+            gym.register(id=f"gymnax/{name}", entry_point="polyak.envs.gymnax_adapter:make_gymnasium_gymnax",
+                         vector_entry_point="polyak.envs.gymnax_adapter:make_vector_gymnax", kwargs={"name": name})
 
 
 register_envs()
