@@ -1,4 +1,4 @@
-"""Command line: `polyak train`, `polyak eval`, `polyak report`, `polyak bench`."""
+"""Command line: `polyak train`, `polyak sweep`, `polyak eval`, `polyak report`, `polyak bench`."""
 
 from __future__ import annotations
 
@@ -74,18 +74,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     from polyak.evaluation import evaluate_policy
     from polyak.zoo import tuned_hyperparameters
 
+    if args.seeds is not None:  # several seeds: polyak/experiments.py runs one `polyak train` per seed
+        from polyak.experiments import train_many
+
+        return train_many(args)
+    if args.workers is not None or args.backend != "local" or args.address:
+        raise SystemExit("--workers, --backend and --address apply to several seeds: add --seeds N")
     hp = {} if args.no_tuned else tuned_hyperparameters(args.algo, args.env)
     hp.update(parse_overrides(args.set))
     n_envs = int(args.n_envs or hp.pop("n_envs", 1))
     hp.pop("n_envs", None)
-    env_kwargs = parse_overrides(args.env_kwarg)
+    env_kwargs = hp.pop("env_kwargs", {})
+    env_kwargs.update(parse_overrides(args.env_kwarg))
     env = make_training_env(args.env, n_envs, env_kwargs)
     model = build_model(args.algo, env, args.seed, hp)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir or Path(args.runs_root) / f"{args.algo}-{args.env.replace('/', '_')}-s{args.seed}-{stamp}")
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {"algorithm": args.algo, "env": args.env, "env_kwargs": env_kwargs, "n_envs": n_envs,
-              "steps": args.steps, "seed": args.seed,
+              "steps": args.steps, "seed": args.seed, **({"variant": args.variant} if args.variant else {}),
               "library_version": __version__, "command": " ".join(sys.argv),
               "overrides": hp, "hyperparameters": model.config.to_dict(),
               "action_noise": None if model.action_noise is None else repr(model.action_noise)}
@@ -116,14 +123,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
               "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
               "steps_per_second": round(args.steps / train_s, 1), "steps": model.num_timesteps}
+    from polyak.evaluation import evaluate_q_bias  # the critic's Q(s_t, a_t) vs the return obtained, same episodes
+
+    q_bias = evaluate_q_bias(model, make_training_env(args.env, 1, env_kwargs), args.eval_episodes, seed=10_000 + args.seed)
+    result.update(q_bias=q_bias["bias_mean"], q_bias_t0=q_bias["bias_t0"],
+                  q_bias_normalized=q_bias["bias_normalized"], q_bias_details=q_bias)
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     plot_learning_curve(run_dir, f"{args.algo.upper()} on {args.env} (seed {args.seed})", result["eval_return_mean"])
     print(f"deterministic evaluation over {args.eval_episodes} episodes: "
           f"{result['eval_return_mean']:.1f} ± {result['eval_return_std']:.1f}  "
           f"({result['steps_per_second']:.0f} steps/s)")
+    print(q_bias_text(q_bias))
     print(f"run folder: {run_dir}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
           f"learning_curve.png, {MODEL_FILE}, eval.json)")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from polyak.experiments import sweep_command
+
+    return sweep_command(args)
+
+
+def q_bias_text(q: dict[str, Any]) -> str:
+    """Lines summarising `polyak.evaluation.evaluate_q_bias`: Q - G in reward units, per critic statistic."""
+    lines = [f"critic bias Q - G over {q['n_states']} states of {q['n_episodes']} deterministic episodes "
+             f"(gamma {q['gamma']:g}; states with tail weight gamma^(T-t) <= {q['max_tail_weight']:g}; "
+             f"positive = overestimation):"]
+    for name, s in [*q["critics"].items(), *([("soft", q["soft"])] if "soft" in q else [])]:
+        if name != "min" and s == q["critics"]["min"]:  # one critic (DDPG): mean and Q1 equal the min
+            continue
+        label = {"min": "min over critics", "mean": "mean of critics", "q1": "Q1 (actor's critic)",
+                 "soft": "soft return (min)"}.get(name, name)
+        lines.append(f"  {label:<20} mean {s['bias_mean']:+.3f}  median {s['bias_median']:+.3f}  "
+                     f"t=0 {s['bias_t0']:+.3f}  normalised {s['bias_normalized']:+.3f}  "
+                     f"(Q {s['q_mean']:.3f} vs G {s['return_mean']:.3f})")
+    if "soft" in q:
+        lines.append(f"  SAC critic estimates a soft value: alpha {q['soft']['alpha']:.4g} x entropy "
+                     f"{q['soft']['entropy_mean']:.3f} = {q['soft']['alpha_entropy']:+.4f} per step "
+                     f"({q['soft']['alpha_entropy_discounted']:+.3f} over an infinite discounted horizon)")
+    return "\n".join(lines)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -145,6 +184,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                  seed=args.seed, return_episode_rewards=True)
     print(f"{model.name.upper()} on {env_id}, {args.episodes} episodes: "
           f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} (min {np.min(returns):.2f}, max {np.max(returns):.2f})")
+    if args.q_bias:
+        from polyak.evaluation import evaluate_q_bias
+
+        print(q_bias_text(evaluate_q_bias(model, make_training_env(env_id, 1, env_kwargs), args.episodes, seed=args.seed)))
     return 0
 
 
@@ -227,7 +270,35 @@ def make_parser() -> argparse.ArgumentParser:
                     help="also write checkpoints/stepN.polyak every N steps (default: off)")
     tr.add_argument("--save-buffer", action="store_true", help="include the replay buffer in saved files")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tr.add_argument("--variant", default=None, metavar="LABEL",
+                    help="label recorded in config.json; `polyak report` keeps runs with different labels apart "
+                         "(set by `polyak sweep` to the run's grid values)")
+    ms = tr.add_argument_group("several seeds (polyak/experiments.py)")
+    ms.add_argument("--seeds", type=int, default=None, metavar="N",
+                    help="train seeds SEED..SEED+N-1, one run folder each: RUNS_ROOT/ALGO-ENV-sSEED-TIMESTAMP, "
+                         "or RUN_DIR/seedS with --run-dir; prints per-seed returns and mean ± std")
+    ms.add_argument("--workers", type=int, default=None, metavar="K",
+                    help="seeds trained at the same time (default: min(N, CPUs))")
+    ms.add_argument("--backend", choices=["local", "ray"], default="local",
+                    help="local: worker processes on this machine; ray: one Ray task per seed (default: local)")
+    ms.add_argument("--address", default=None, metavar="ADDR",
+                    help="Ray cluster address for --backend ray (default: start a local Ray instance with K CPUs)")
     tr.set_defaults(func=cmd_train)
+
+    sw = sub.add_parser("sweep", help="run a grid of algorithms x envs x seeds x hyperparameters (resumable)",
+                        description="Expand the TOML sweep FILE into runs, one `polyak train` run folder each under "
+                                    "the sweep's root, and run those not finished yet (a run is finished when its "
+                                    "folder has eval.json and model.polyak; unfinished folders are deleted and "
+                                    "started over). Writes ROOT/sweep.json; `polyak report ROOT` summarises it.")
+    sw.add_argument("file", metavar="FILE", help="sweep file (TOML), see README.md")
+    sw.add_argument("--backend", choices=["local", "ray"], default="local",
+                    help="local: worker processes on this machine; ray: one Ray task per run (default: local)")
+    sw.add_argument("--workers", type=int, default=None, metavar="K",
+                    help="runs at the same time (default: min(runs, CPUs))")
+    sw.add_argument("--address", default=None, metavar="ADDR",
+                    help="Ray cluster address for --backend ray (default: start a local Ray instance with K CPUs)")
+    sw.add_argument("--dry-run", action="store_true", help="list the runs that would run and those skipped; run nothing")
+    sw.set_defaults(func=cmd_sweep)
 
     ev = sub.add_parser("eval", help="evaluate a trained model",
                         description="Run deterministic evaluation episodes of RUN_DIR/model.polyak (or a model file).")
@@ -236,6 +307,9 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--env", default=None, help="environment id (default: the run's)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
+    ev.add_argument("--q-bias", action="store_true",
+                    help="also compare the critic's Q(s_t, a_t) with the discounted return obtained from s_t "
+                         "(deterministic episodes, polyak.evaluation.evaluate_q_bias)")
     ev.set_defaults(func=cmd_eval)
 
     rp = sub.add_parser("report", help="multi-seed statistics and learning curves of run folders",

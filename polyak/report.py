@@ -29,8 +29,11 @@ Report
 ``polyak report RUN_DIR... [--out report] [--metric final]`` reads run folders written by
 ``polyak train`` (config.json, eval.json, episodes.csv / metrics.csv), groups them by
 (algorithm, environment; runs of one env id with different ``env_kwargs`` are different
-environments) and writes ``report.md``, ``report.json`` and one learning-curve PNG per
-environment (mean over seeds with a ±1 std band, on a common step grid).
+environments, and runs with different ``variant`` labels in config.json, as `polyak sweep` writes, are
+different algorithms) and writes ``report.md``, ``report.json`` and one learning-curve PNG per
+environment (mean over seeds with a ±1 std band, on a common step grid). Runs whose eval.json has
+``q_bias`` (the critic's Q(s_t, a_t) minus the return obtained, `polyak.evaluation.evaluate_q_bias`) add
+a critic-bias table per environment and ``q_bias_<env>.png`` (one point per seed, mean ± std per algorithm).
 """
 
 from __future__ import annotations
@@ -197,6 +200,7 @@ class Run:
     score: float
     curve_steps: np.ndarray | None = field(default=None, repr=False)
     curve_returns: np.ndarray | None = field(default=None, repr=False)
+    q_bias: dict[str, Any] | None = field(default=None, repr=False)  # eval.json's critic bias, if recorded
 
 
 def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
@@ -304,7 +308,13 @@ def load_run(run_dir: str | Path, metric: str = "final", smooth: int = 10) -> Ru
     env = str(config["env"])
     if config.get("env_kwargs"):  # the same id with other keywords is another environment
         env += " " + json.dumps(config["env_kwargs"], sort_keys=True)
-    return Run(run_dir, str(config["algorithm"]), env, None if seed is None else int(seed), score, steps, curve)
+    algorithm = str(config["algorithm"])
+    # (polyak/experiments.py) runs of one sweep grid point carry a "variant" label (`polyak train --variant`,
+    # e.g. "learning_rate=0.001"): a hyperparameter variant is its own group, never merged with the others.
+    if config.get("variant"):
+        algorithm += f" [{config['variant']}]"
+    return Run(run_dir, algorithm, env, None if seed is None else int(seed), score, steps, curve,
+               q_bias=_read_q_bias(run_dir))
 
 
 def mean_curve(runs: Sequence[Run], points: int = CURVE_POINTS):
@@ -349,6 +359,113 @@ def _json_safe(v: Any) -> Any:
 
 def _file_name(env: str) -> str:
     return "learning_curve_" + re.sub(r"[^A-Za-z0-9._-]+", "_", env).strip("_") + ".png"
+
+
+# -- critic bias (eval.json's q_bias, written by `polyak train`; polyak.evaluation.evaluate_q_bias) --------
+Q_BIAS_KEYS = {"mean": "q_bias", "t0": "q_bias_t0", "normalized": "q_bias_normalized"}
+
+
+def _read_q_bias(run_dir: Path) -> dict[str, Any] | None:
+    """{"mean", "t0", "normalized"[, "soft"]} from eval.json, or None when the run recorded no critic bias."""
+    try:
+        result = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(result.get("q_bias"), int | float):
+        return None
+    out = {k: float(result.get(key, math.nan)) for k, key in Q_BIAS_KEYS.items()}
+    soft = (result.get("q_bias_details") or {}).get("soft")
+    if soft:
+        out["soft"] = {"mean": float(soft["bias_mean"]), "alpha_entropy": float(soft["alpha_entropy"])}
+    return out
+
+
+def q_bias_summary(groups: dict[str, list[Run]]) -> dict[str, Any]:
+    """Per algorithm: per-seed critic biases (Q - G) and their mean ± sample std over seeds."""
+    out: dict[str, Any] = {}
+    for algo, group in groups.items():
+        runs = [r for r in group if r.q_bias is not None]
+        if not runs:
+            continue
+        entry: dict[str, Any] = {"n": len(runs), "seeds": [r.seed for r in runs]}
+        for k in Q_BIAS_KEYS:
+            values = np.array([r.q_bias[k] for r in runs])
+            entry[k] = {"values": [float(v) for v in values], "mean": float(np.mean(values)), "std": float(std(values))}
+        if all("soft" in r.q_bias for r in runs):
+            for k in ("mean", "alpha_entropy"):
+                values = np.array([r.q_bias["soft"][k] for r in runs])
+                entry[f"soft_{k}"] = {"values": [float(v) for v in values], "mean": float(np.mean(values)),
+                                      "std": float(std(values))}
+        out[algo] = entry
+    return out
+
+
+def _q_bias_markdown(env: str, entry: dict[str, Any]) -> list[str]:
+    bias = entry.get("q_bias")
+    if not bias:
+        return []
+    d = _decimals([v for s in bias.values() for v in s["mean"]["values"] + s["t0"]["values"]])
+    lines = [f"### Critic bias on {env}", "",
+             "Q(s_t, a_t) of the critic (min over critics) minus the discounted return G_t obtained from s_t, over the "
+             "run's deterministic evaluation episodes, in reward units; positive = overestimation. Time-limit "
+             "tails are bootstrapped with the critic's own value and only states with tail weight "
+             "gamma^(T-t) <= 0.25 are averaged (polyak.evaluation.evaluate_q_bias). Over seeds: mean ± sample std.", "",
+             "| algorithm | seeds | mean bias | bias at t = 0 | normalised mean(Q-G)/mean(abs G) | "
+             "per seed (seed: mean / t = 0) |", "|---|---:|---|---|---|---|"]
+    notes = []
+    for algo, s in bias.items():
+        per_seed = ", ".join(f"{'?' if seed is None else seed}: {_fmt(m, d)} / {_fmt(t, d)}"
+                             for seed, m, t in zip(s["seeds"], s["mean"]["values"], s["t0"]["values"]))
+        lines.append(f"| {algo.upper()} | {s['n']} | {_fmt(s['mean']['mean'], d)} ± {_fmt(s['mean']['std'], d)} | "
+                     f"{_fmt(s['t0']['mean'], d)} ± {_fmt(s['t0']['std'], d)} | "
+                     f"{_fmt(s['normalized']['mean'], 3)} ± {_fmt(s['normalized']['std'], 3)} | {per_seed} |")
+        if "soft_mean" in s:
+            notes.append(f"{algo.upper()}'s critic estimates a soft value (reward plus entropy bonus): against the soft "
+                         f"return its mean bias is {_fmt(s['soft_mean']['mean'], d)} ± {_fmt(s['soft_mean']['std'], d)}; "
+                         f"alpha x entropy per step = {_fmt(s['soft_alpha_entropy']['mean'], 4)} ± "
+                         f"{_fmt(s['soft_alpha_entropy']['std'], 4)}.")
+    lines.append("")
+    lines += [f"- {n}" for n in notes] + ([""] if notes else [])
+    if entry.get("q_bias_plot"):
+        lines += [f"![critic bias on {env}]({entry['q_bias_plot']})", ""]
+    return lines
+
+
+def _q_bias_file_name(env: str) -> str:
+    return "q_bias_" + re.sub(r"[^A-Za-z0-9._-]+", "_", env).strip("_") + ".png"
+
+
+def plot_q_bias(env: str, bias: dict[str, Any], path: Path) -> Path | None:
+    """Two panels (mean bias, bias at t = 0): one point per seed and the mean ± std per algorithm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not bias:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 4.0), sharey=False)
+    for ax, key, title in zip(axes, ("mean", "t0"), ("mean over states", "at t = 0")):
+        for i, (algo, s) in enumerate(bias.items()):
+            values = np.array(s[key]["values"])
+            offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(i + offsets, values, color=f"C{i % 10}", alpha=0.7, s=30, zorder=3,
+                       label="one seed" if i == 0 else None)
+            sd = s[key]["std"] if math.isfinite(s[key]["std"]) else 0.0
+            ax.errorbar(i + 0.32, s[key]["mean"], yerr=sd, fmt="D", color="black", ms=6, capsize=4, zorder=4,
+                        label="mean ± std" if i == 0 else None)
+        ax.axhline(0.0, color="gray", lw=1, ls="--")
+        ax.set_xticks(range(len(bias)), [a.upper() for a in bias])
+        ax.set_xlim(-0.6, len(bias) - 0.3)
+        ax.set_title(f"Q - G, {title}")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].set_ylabel("critic bias (reward units)\n> 0: overestimation")
+    axes[0].legend(loc="best", fontsize=8)
+    fig.suptitle(f"{env}: critic Q(s, a) minus discounted return obtained")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_curves(env: str, groups: dict[str, list[Run]], path: Path, smooth: int = 10) -> Path | None:
@@ -407,6 +524,9 @@ def build_report(runs: Sequence[Run], *, metric: str = "final", reps: int = DEFA
                                                                 "to_step": float(curve[0][-1]),
                                                                 "longest_run_to_step": longest}}
         envs[env] = {"algorithms": algos, "plot": None}
+        bias = q_bias_summary(groups)
+        if bias:
+            envs[env].update(q_bias=bias, q_bias_plot=None)
     return {"metric": metric, "metric_description": METRICS[metric], "std_ddof": 1,
             "iqm_definition": "mean of the scores left after dropping int(0.25 n) from each end "
                               "(scipy.stats.trim_mean(x, 0.25))",
@@ -453,6 +573,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"- {n}" for n in notes] + ([""] if notes else [])
         if entry["plot"]:
             lines += [f"![learning curves on {env}]({entry['plot']})", ""]
+        lines += _q_bias_markdown(env, entry)
     return "\n".join(lines)
 
 
@@ -472,6 +593,8 @@ def write_report(paths: Sequence[str | Path], out: str | Path = "report", *, met
         groups = {a: groups[a] for a in entry["algorithms"]}
         if plot_curves(env, groups, out / _file_name(env), smooth) is not None:
             entry["plot"] = _file_name(env)
+        if entry.get("q_bias") and plot_q_bias(env, entry["q_bias"], out / _q_bias_file_name(env)) is not None:
+            entry["q_bias_plot"] = _q_bias_file_name(env)
     (out / "report.json").write_text(json.dumps(_json_safe(report), indent=2))
     (out / "report.md").write_text(render_markdown(report))
     return report
