@@ -183,6 +183,16 @@ def policy_action(spec: LoopSpec, agent_state, obs_rms, obs, key, deterministic:
     return spec.agent.act(agent_state, obs, key, deterministic)
 
 
+def critic_values(spec: LoopSpec, agent_state, obs_rms, obs, action):
+    """Q_j(s, a) of every online critic, shape (n, n_critics), in the env's reward units.
+
+    `obs` raw (normalised here with the given, frozen statistics), `action` in [-1, 1]. The
+    critics learn scaled rewards, so their output is divided by `reward_scale`.
+    """
+    obs = rms_normalize(obs_rms, obs, enabled=spec.cfg.normalize_obs)
+    return spec.agent.critic.apply(agent_state.critic_params, obs, action).T / spec.cfg.reward_scale
+
+
 def init_learner(spec: LoopSpec, key: jax.Array, with_buffer: bool = True) -> Learner:
     """A fresh Learner for `spec` (pure: jittable and vmappable over keys)."""
     cfg, agent = spec.cfg, spec.agent
@@ -212,6 +222,7 @@ def compiled(spec: LoopSpec):
         "train": functools.lru_cache(maxsize=8)(
             lambda n: jax.jit(functools.partial(train_step, spec, n), donate_argnums=0)),
         "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
+        "q": jax.jit(functools.partial(critic_values, spec)),
     }
 
 
@@ -439,6 +450,27 @@ class OffPolicyAlgorithm:
         action = np.asarray(self._fns["predict"](self.learner.agent, self.learner.obs_rms, batch, key, deterministic))
         env_action = self.scaler.to_env(action)
         return (env_action[0] if single else env_action), None
+
+    def predict_q(self, observations, actions) -> np.ndarray:
+        """The critics' Q(s, a) for observations and actions in the env's units, in reward units.
+
+        observations (n, obs_dim), actions (n, act_dim) -> (n, n_critics); a single (obs_dim,) and
+        (act_dim,) pair gives (n_critics,). Actions are mapped to [-1, 1] (clipped to the action
+        space, as the env would receive them); the normaliser is frozen; values are divided by
+        `reward_scale`. Online critics, in the order the agent keeps them (column 0 is Q_1).
+        """
+        obs = np.asarray(observations, np.float32)
+        act = np.asarray(actions, np.float32)
+        single = obs.ndim == 1
+        obs, act = (obs[None], act[None]) if single else (obs, act)
+        if obs.ndim != 2 or obs.shape[1] != self.agent.obs_dim or act.shape != (obs.shape[0], self.agent.act_dim):
+            raise ValueError(f"predict_q needs observations (n, {self.agent.obs_dim}) and actions "
+                             f"(n, {self.agent.act_dim}), got {np.shape(observations)} and {np.shape(actions)}")
+        self._check_finite(obs, "observation passed to predict_q()")
+        self._check_finite(act, "action passed to predict_q()")
+        agent_act = np.clip(self.scaler.to_agent(act), -1.0, 1.0)
+        q = np.asarray(self._fns["q"](self.learner.agent, self.learner.obs_rms, obs, agent_act))
+        return q[0] if single else q
 
     def set_env(self, env: Any) -> None:
         self._attach_env(env)
