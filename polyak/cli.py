@@ -214,10 +214,12 @@ def cmd_accel_evaluate(args: argparse.Namespace) -> int:
     from polyak.accel.evaluation import TASKS, write_results
 
     evaluations = []
-    for spec in args.controllers:
+    for item in args.controllers:
+        spec, _, steps_text = item.rpartition("@") if item.rpartition("@")[2].isdigit() else (item, "", "")
+        steps = int(steps_text) if steps_text else args.steps
         kwargs = {}
         if spec == "nelder-mead":
-            kwargs = {"budget": args.steps or TASKS[args.task].default_steps, "initial_step": args.nm_step}
+            kwargs = {"budget": steps or TASKS[args.task].default_steps, "initial_step": args.nm_step}
         elif spec == "random":
             kwargs = {"seed": args.seed}
         try:
@@ -225,7 +227,7 @@ def cmd_accel_evaluate(args: argparse.Namespace) -> int:
         except (ValueError, FileNotFoundError) as err:
             raise SystemExit(str(err)) from None
         t0 = time.perf_counter()
-        evaluation = evaluate(controller, args.task, trials=args.trials, steps=args.steps, seed=args.seed,
+        evaluation = evaluate(controller, args.task, trials=args.trials, steps=steps, seed=args.seed,
                               reading_noise=args.noise)
         evaluations.append(evaluation)
         print(f"{evaluation.controller}: {args.trials} trials in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -336,7 +338,8 @@ def make_parser() -> argparse.ArgumentParser:
                         description="Run the same seeded trials with each controller and write a score table "
                                     "(results.md), per-trial metrics (results.json) and a plot of one trial. "
                                     "Controllers: do-nothing, random, nelder-mead, svd (OrbitSteering), or a run "
-                                    "folder / .polyak file of a trained agent.")
+                                    "folder / .polyak file of a trained agent; CONTROLLER@N gives that one N steps "
+                                    "per trial (e.g. nelder-mead@150 RUN_DIR@50).")
     ae.add_argument("controllers", nargs="+", metavar="CONTROLLER_OR_RUN_DIR")
     ae.add_argument("--task", choices=["transverse", "orbit"], default="transverse",
                     help="transverse: TransverseTuning challenge trials; orbit: OrbitSteering (default: transverse)")

@@ -89,13 +89,14 @@ def test_unknown_controller_names_the_choices():
 
 def test_cli_accel_evaluate_writes_table_json_and_plot(tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["accel", "evaluate", "do-nothing", "nelder-mead", "--trials", "3", "--steps", "30",
+    assert main(["accel", "evaluate", "do-nothing", "nelder-mead@20", "--trials", "3", "--steps", "30",
                  "--out", str(out)]) == 0
     table = (out / "results.md").read_text()
     assert "nelder-mead" in table and "do-nothing" in table and "score" in table
     results = json.loads((out / "results.json").read_text())
     assert [r["controller"] for r in results] == ["do-nothing", "nelder-mead"]
-    assert len(results[1]["trials"]) == 3 and results[1]["summary"]["steps_per_trial"] == 30
+    assert len(results[1]["trials"]) == 3 and results[1]["summary"]["steps_per_trial"] == 20  # CONTROLLER@N
+    assert results[0]["summary"]["steps_per_trial"] == 30
     assert (out / "trial0.png").stat().st_size > 10_000
 
 
