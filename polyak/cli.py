@@ -150,11 +150,17 @@ def q_bias_text(q: dict[str, Any]) -> str:
     lines = [f"critic bias Q - G over {q['n_states']} states of {q['n_episodes']} deterministic episodes "
              f"(gamma {q['gamma']:g}; states with tail weight gamma^(T-t) <= {q['max_tail_weight']:g}; "
              f"positive = overestimation):"]
+    if q["n_states"] == 0:
+        lines.append(f"  (episodes too short for gamma {q['gamma']:g}: no state has tail weight <= "
+                     f"{q['max_tail_weight']:g}, so only the t = 0 bias is given; its tail is bootstrapped)")
     for name, s in [*q["critics"].items(), *([("soft", q["soft"])] if "soft" in q else [])]:
         if name != "min" and s == q["critics"]["min"]:  # one critic (DDPG): mean and Q1 equal the min
             continue
         label = {"min": "min over critics", "mean": "mean of critics", "q1": "Q1 (actor's critic)",
                  "soft": "soft return (min)"}.get(name, name)
+        if q["n_states"] == 0:
+            lines.append(f"  {label:<20} t=0 {s['bias_t0']:+.3f}")
+            continue
         lines.append(f"  {label:<20} mean {s['bias_mean']:+.3f}  median {s['bias_median']:+.3f}  "
                      f"t=0 {s['bias_t0']:+.3f}  normalised {s['bias_normalized']:+.3f}  "
                      f"(Q {s['q_mean']:.3f} vs G {s['return_mean']:.3f})")
