@@ -58,7 +58,9 @@ def test_vmap_over_seeds_equals_one_seed_at_a_time():
     together, _ = loop.run_chunk(loop.init(jnp.asarray([5, 9], jnp.uint32)), jnp.int32(0))
     for i, seed in enumerate((5, 9)):
         alone, _ = loop.run_chunk(loop.init(jnp.asarray([seed], jnp.uint32)), jnp.int32(0))
-        np.testing.assert_array_equal(together.learner.buffer.data.obs[i], alone.learner.buffer.data.obs[0])
+        a, b = together.learner.buffer.data.obs[i], alone.learner.buffer.data.obs[0]
+        np.testing.assert_array_equal(a[:, :2], b[:, :2])  # the episodes (c, t) exactly
+        np.testing.assert_allclose(a[:, 2], b[:, 2], atol=1e-5)  # echoed actions: one seed runs without vmap
         for x, y in zip(jax.tree.leaves(together.learner.agent), jax.tree.leaves(alone.learner.agent)):
             np.testing.assert_allclose(x[i], y[0], rtol=1e-5, atol=1e-6)
     # different seeds see different episodes

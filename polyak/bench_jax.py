@@ -1,0 +1,671 @@
+"""Pure-JAX SAC speed: polyak's jitted training loop against rejax, in the same run.
+
+Run it as ``python -m polyak.bench_jax`` (``--help`` lists the options), for example::
+
+    python3 -m polyak.bench_jax --steps 20000 --seeds 1 8 --repeats 3 --markdown --libs polyak rejax
+
+What is measured
+----------------
+SAC on Pendulum with the same hyperparameters in both libraries (:class:`JaxBenchConfig`; the
+details that no argument can make equal are listed by :func:`mismatches` and printed with the
+results). For every library and every seed count N of ``--seeds``:
+
+* **polyak, jitted** -- the JAX env ``polyak/Pendulum-v1`` in :class:`polyak.jitted.JittedLoop`
+  (``lax.scan`` over env steps, ``vmap`` over the N seeds), with a model built as
+  :func:`polyak.jitted.train_seeds` builds it, run in chunks of ``--chunk`` steps;
+* **rejax, jitted** -- ``rejax.SAC.create(env="Pendulum-v1", ...)`` on gymnax's Pendulum,
+  ``jax.jit(algo.train)`` for one seed and ``jax.jit(jax.vmap(algo.train))`` for N > 1, with its
+  periodic evaluation switched off (no initial evaluation, ``eval_freq`` = the whole run and a
+  no-op evaluation callback), so nothing but training is timed;
+
+and, once per repeat, **polyak, host** -- ``polyak.SAC("MlpPolicy", "Pendulum-v1", ...).learn``,
+the Gymnasium host loop, for one seed.
+
+Every measurement runs in a fresh subprocess (no JIT cache or thread pool carries over), one after
+the other; with ``--repeats R`` the whole sequence runs R times, interleaved, and the tables show
+medians (min-max) and same-run ratios repeat by repeat.
+
+* **compile s** -- jitted loops: tracing, lowering and XLA compilation of every program of the run
+  (``jax.jit(f).lower(...).compile()``, ahead of the run). Host loop: the extra wall time that a
+  first model spends on its first ``learning_starts + 1`` steps (JIT compilation of the step
+  functions) compared with a second model of the same configuration, which finds them compiled.
+* **env-steps/s** -- ``seeds x steps / wall time`` of the compiled run, from the initial state to
+  ``block_until_ready`` of the final one (network and buffer initialisation and the
+  ``learning_starts`` warm-up steps included, compilation excluded). "per seed" = steps / wall time.
+* **final return** -- after the timed run (not timed), each seed's final policy acts
+  deterministically (the mean action) for ``--eval-episodes`` episodes; the mean over seeds and
+  episodes is shown, the per-seed means are in the JSON (``--out``).
+
+Workers are ``python -m polyak.bench_jax --worker LIB:LOOP:N`` and report one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import math
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polyak.bench import BUSY_CORES, _machine_cpu_seconds, _own_cpu_seconds, machine_info, render_table
+
+LIBS = ("polyak", "rejax")
+LIB_MODULES = {"polyak": "polyak", "rejax": "rejax"}
+POLYAK_JAX_ENV = "polyak/Pendulum-v1"  # the JAX env of polyak's jitted loop
+HOST_ENV = "Pendulum-v1"  # Gymnasium's, for polyak's host loop and for evaluating polyak's policies
+REJAX_ENV = "Pendulum-v1"  # gymnax's
+VERSION_PACKAGES = ("polyak", "jax", "jaxlib", "flax", "optax", "gymnasium", "numpy", "rejax", "gymnax", "distrax",
+                    "chex")
+RESULT_MARKER = "@@polyak-bench-jax-result "
+INSTALL_REJAX = "pip install rejax==0.1.3 gymnax==0.0.9"
+EVAL_SEED_OFFSET = 10_000  # seed s is evaluated on episodes seeded from 10000 + s, as polyak train does
+
+
+@dataclass(frozen=True)
+class JaxBenchConfig:
+    """SAC hyperparameters given explicitly, and identically, to both libraries."""
+
+    learning_rate: float = 1e-3  # actor, critics and temperature
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    tau: float = 0.005  # rejax: polyak = 1 - tau
+    gamma: float = 0.99
+    learning_starts: int = 1000  # the first gradient step comes right after the learning_starts-th env step
+    gradient_steps: int = 1  # per env step (train_freq 1); rejax: num_epochs
+    net_arch: tuple[int, ...] = (256, 256)  # actor and each critic, ReLU
+    n_critics: int = 2
+    normalize_obs: bool = True  # running mean/std of observations, on in both libraries
+    # fixed, not arguments: one environment, automatic temperature from alpha = 1 with target
+    # entropy -dim(A), target networks updated after every gradient step
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in dataclasses.asdict(self).items())
+
+
+def polyak_kwargs(cfg: JaxBenchConfig, seed: int) -> dict[str, Any]:
+    """Keyword arguments of ``polyak.SAC("MlpPolicy", env, **kwargs)``."""
+    return dict(seed=seed, learning_rate=cfg.learning_rate, buffer_size=cfg.buffer_size, batch_size=cfg.batch_size,
+                tau=cfg.tau, gamma=cfg.gamma, learning_starts=cfg.learning_starts, train_freq=1,
+                gradient_steps=cfg.gradient_steps, ent_coef="auto", target_entropy="auto", target_update_interval=1,
+                normalize_obs=cfg.normalize_obs, reward_scale=1.0,
+                policy_kwargs=dict(net_arch=list(cfg.net_arch), n_critics=cfg.n_critics), verbose=0)
+
+
+def rejax_config(cfg: JaxBenchConfig, steps: int) -> dict[str, Any]:
+    """Keyword arguments of ``rejax.SAC.create(**config)`` (rejax 0.1.3); every field that matters is explicit."""
+    return dict(
+        env=REJAX_ENV, total_timesteps=steps,
+        eval_freq=steps, skip_initial_evaluation=True,  # one evaluation at the very end, replaced by a no-op
+        num_envs=1, buffer_size=cfg.buffer_size,
+        # rejax trains once global_step > fill_buffer, polyak once step >= learning_starts: with
+        # fill_buffer = learning_starts - 1 both take their first gradient step after the same env step
+        fill_buffer=max(0, cfg.learning_starts - 1),
+        batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
+        polyak=1.0 - cfg.tau, target_update_freq=1, num_epochs=cfg.gradient_steps,
+        hidden_layer_sizes=tuple(cfg.net_arch), agent_kwargs={"activation": "relu"}, num_critics=cfg.n_critics,
+        max_grad_norm=math.inf, normalize_observations=cfg.normalize_obs, normalize_rewards=False)
+
+
+def mismatches(cfg: JaxBenchConfig, steps: int) -> list[str]:
+    """What no argument can make equal between polyak and rejax 0.1.3 SAC (read from rejax's source)."""
+    updates = max(1, steps - cfg.learning_starts + 1)  # gradient steps per seed in both libraries
+    extra = min(steps, max(0, cfg.learning_starts - 1))  # warm-up steps that rejax computes under vmap
+    out = [
+        "Temperature loss: rejax minimises -alpha (log pi + H_target), polyak (like SB3) -log(alpha) (log pi + "
+        "H_target); both start at alpha = 1, so the first steps agree and later ones differ by a factor alpha "
+        "in the temperature gradient (same amount of computation).",
+        "Update order: rejax updates the actor first (against the old critics), then the critics (their target "
+        "uses the new actor), then alpha; polyak updates the critics, then the actor against the new critics, "
+        "then alpha. Same networks and batch, same FLOPs per gradient step.",
+        "Time limit: gymnax Pendulum reports the 200-step limit as done and rejax does not bootstrap there; "
+        "polyak stores it as a truncation and bootstraps from the true final observation.",
+        f"Warm-up: for the first {cfg.learning_starts} steps polyak acts uniformly at random, rejax with its "
+        "initial (untrained, stochastic) policy.",
+        "Replay sampling: polyak draws a batch uniformly with replacement, O(batch) per gradient step; rejax "
+        "draws without replacement with jax.random.choice(p=...), which draws a Gumbel key for every one of the "
+        f"buffer's {cfg.buffer_size:,} rows, O(buffer_size) per gradient step.",
+        "Observation normaliser: both update the running mean/var (initial count 1e-4) with the observation to "
+        "act on next (the reset one at an episode end) and normalise sampled batches with the current "
+        "statistics; polyak clips normalised observations to +-10, rejax does not.",
+        "Policy: polyak clips the log-std to [-20, 2], rejax to [-10, 2]; both are tanh-squashed Gaussians.",
+        "Under vmap (seeds > 1) rejax's per-seed step counter turns its 'start training' lax.cond into a select: "
+        f"its {extra} warm-up steps compute a gradient step each and discard it ({100 * extra / updates:.0f}% "
+        f"more gradient-step computation than the {updates} kept at --steps {steps}). polyak's step counter is "
+        "shared by all seeds, so its warm-up stays a real branch. With one seed rejax runs without vmap and "
+        "skips them too.",
+    ]
+    if cfg.buffer_size >= 200_000:
+        out.append(f"Because of rejax's O(buffer_size) sampling, its speed depends on --buffer-size; with --steps "
+                   f"<= --buffer-size no row is ever overwritten, so --buffer-size equal to --steps trains the same "
+                   f"way as {cfg.buffer_size:,} rows and shows the per-step cost without that term.")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side: what runs inside the subprocesses (heavy imports stay inside the functions)
+# --------------------------------------------------------------------------------------------
+
+def _no_evaluation(algo: Any, ts: Any, rng: Any) -> Any:
+    """Replaces rejax's evaluation callback: the benchmark evaluates outside the timed run."""
+    import jax.numpy as jnp
+
+    return jnp.zeros(())
+
+
+def _polyak_eval(model: Any, seed: int, episodes: int) -> float:
+    from polyak.cli import make_training_env
+    from polyak.evaluation import evaluate_policy
+
+    returns, _ = evaluate_policy(model, make_training_env(HOST_ENV, 1), episodes, seed=EVAL_SEED_OFFSET + seed,
+                                 return_episode_rewards=True)
+    return float(sum(returns) / len(returns))
+
+
+def run_polyak_host(cfg: JaxBenchConfig, steps: int, seed: int, episodes: int) -> dict[str, Any]:
+    """polyak's Gymnasium host loop for one seed: compile with a first model, time a second one."""
+    import polyak
+
+    first_steps = cfg.learning_starts + 1  # warm-up plus the first gradient step: every step function has run
+    first = polyak.SAC("MlpPolicy", HOST_ENV, **polyak_kwargs(cfg, seed))
+    t0 = time.perf_counter()
+    first.learn(first_steps)
+    first_s = time.perf_counter() - t0
+    del first
+
+    # a second model of the same configuration shares the jitted functions (polyak.algos.base.compiled)
+    model = polyak.SAC("MlpPolicy", HOST_ENV, **polyak_kwargs(cfg, seed))
+    mark: dict[str, float] = {}
+
+    def callback(m: Any) -> None:
+        if "t" not in mark and m.num_timesteps >= first_steps:
+            mark["t"] = time.perf_counter()
+
+    t0 = time.perf_counter()
+    model.learn(steps, callback=callback)
+    run_s = time.perf_counter() - t0
+    compile_s = max(0.0, first_s - (mark["t"] - t0)) if "t" in mark else None
+    returns = [_polyak_eval(model, seed, episodes)]
+    return {"compile_s": compile_s, "run_s": run_s, "steps": int(model.num_timesteps), "final_returns": returns}
+
+
+def run_polyak_jitted(cfg: JaxBenchConfig, steps: int, seeds: list[int], episodes: int,
+                      chunk: int) -> dict[str, Any]:
+    """polyak's fully jitted loop on polyak/Pendulum-v1, all seeds vmapped, as train_seeds runs it."""
+    import gymnasium as gym
+    import jax
+    import jax.numpy as jnp
+
+    import polyak
+    from polyak.jitted import JittedLoop
+
+    vector_env = gym.make_vec(POLYAK_JAX_ENV, num_envs=1, vectorization_mode="vector_entry_point")
+    jax_env, params = vector_env.env, vector_env.params
+    models = [polyak.SAC("MlpPolicy", vector_env, **polyak_kwargs(cfg, seed)) for seed in seeds]  # as train_seeds
+    spec = models[0].spec
+    chunk = min(chunk, steps)
+    full, rest = divmod(steps, chunk)
+    loops = {n: JittedLoop(spec, jax_env, params, n) for n in {chunk, rest} if n}
+    plan = [chunk] * full + ([rest] if rest else [])
+    seed_array = jnp.asarray(seeds, jnp.uint32)
+
+    t0 = time.perf_counter()
+    init = loops[chunk].init.lower(seed_array).compile()
+    shapes = jax.eval_shape(loops[chunk].init, seed_array)
+    run = {n: loop.run_chunk.lower(shapes, jnp.int32(0)).compile() for n, loop in loops.items()}
+    compile_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    states = init(seed_array)
+    done = 0
+    for n in plan:
+        states, _ = run[n](states, jnp.int32(done))
+        done += n
+    jax.block_until_ready(states)
+    run_s = time.perf_counter() - t0
+
+    returns = []
+    for i, (seed, model) in enumerate(zip(seeds, models)):
+        model.learner = jax.tree.map(lambda x, i=i: x[i], states.learner)
+        model.num_timesteps = int(model.learner.step)
+        returns.append(_polyak_eval(model, seed, episodes))
+    return {"compile_s": compile_s, "run_s": run_s, "steps": int(models[0].num_timesteps), "final_returns": returns}
+
+
+def _rejax_eval(algo: Any, ts: Any, seeds: list[int], episodes: int, batched: bool) -> list[float]:
+    """Mean deterministic return (tanh of the policy mean) per seed, on gymnax Pendulum, in one jitted call."""
+    import jax
+    import jax.numpy as jnp
+
+    env, env_params = algo.env, algo.env_params
+    space = algo.action_space
+    low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+    max_steps = int(env_params.max_steps_in_episode)
+
+    def act(ts: Any, obs: Any) -> Any:
+        if algo.normalize_observations:
+            obs = algo.normalize_obs(ts.obs_rms_state, obs)
+        mean = algo.actor.apply(ts.actor_ts.params, obs[None], method="_action_dist").mean()[0]
+        return low + 0.5 * (jnp.tanh(mean) + 1.0) * (high - low)
+
+    def episode(ts: Any, key: Any) -> Any:
+        k_reset, k_steps = jax.random.split(key)
+        obs, state = env.reset(k_reset, env_params)
+
+        def step(carry: Any, k: Any) -> Any:
+            obs, state, total, alive = carry
+            obs, state, reward, done, _ = env.step(k, state, act(ts, obs), env_params)
+            return (obs, state, total + jnp.where(alive, reward, 0.0), alive & ~done), None
+
+        carry = (obs, state, jnp.zeros(()), jnp.ones((), bool))
+        (_, _, total, _), _ = jax.lax.scan(step, carry, jax.random.split(k_steps, max_steps))
+        return total
+
+    def seed_mean(ts: Any, seed: Any) -> Any:
+        keys = jax.random.split(jax.random.PRNGKey(EVAL_SEED_OFFSET + seed), episodes)
+        return jax.vmap(episode, in_axes=(None, 0))(ts, keys).mean()
+
+    seed_array = jnp.asarray(seeds, jnp.uint32)
+    if batched:
+        means = jax.jit(jax.vmap(seed_mean))(ts, seed_array)
+    else:
+        means = jax.jit(seed_mean)(ts, seed_array[0])[None]
+    return [float(x) for x in jax.device_get(means)]
+
+
+def run_rejax(cfg: JaxBenchConfig, steps: int, seeds: list[int], episodes: int) -> dict[str, Any]:
+    """rejax SAC on gymnax Pendulum-v1: jax.jit(algo.train), vmapped over the seeds when there are several."""
+    import jax
+    import jax.numpy as jnp
+    import rejax
+
+    algo = rejax.get_algo("sac").create(**rejax_config(cfg, steps))
+    algo = algo.replace(eval_callback=_no_evaluation)
+    batched = len(seeds) > 1
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds]) if batched else jax.random.PRNGKey(seeds[0])
+    train = jax.jit(jax.vmap(algo.train)) if batched else jax.jit(algo.train)
+
+    t0 = time.perf_counter()
+    compiled = train.lower(keys).compile()
+    compile_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ts, _ = compiled(keys)
+    jax.block_until_ready(ts)
+    run_s = time.perf_counter() - t0
+
+    global_step = jax.device_get(ts.global_step)
+    done = int(global_step[0] if batched else global_step)
+    return {"compile_s": compile_s, "run_s": run_s, "steps": done,
+            "final_returns": _rejax_eval(algo, ts, seeds, episodes, batched)}
+
+
+def run_task(task: str, cfg: JaxBenchConfig, steps: int, seed: int, episodes: int, chunk: int) -> dict[str, Any]:
+    lib, loop, n = task.split(":")
+    seeds = [seed + i for i in range(int(n))]
+    if lib == "polyak" and loop == "host":
+        out = run_polyak_host(cfg, steps, seeds[0], episodes)
+    elif lib == "polyak":
+        out = run_polyak_jitted(cfg, steps, seeds, episodes, chunk)
+    else:
+        out = run_rejax(cfg, steps, seeds, episodes)
+    total = len(seeds) * out["steps"] / out["run_s"]
+    return {"lib": lib, "loop": loop, "seeds": len(seeds), "status": "ok", **out,
+            "steps_per_s_total": total, "steps_per_s_per_seed": total / len(seeds),
+            "final_return_mean": sum(out["final_returns"]) / len(out["final_returns"])}
+
+
+def _worker(task: str, cfg: JaxBenchConfig, steps: int, seed: int, episodes: int, chunk: int) -> int:
+    lib = task.split(":")[0]
+    try:
+        __import__(LIB_MODULES[lib])
+    except ImportError as exc:
+        result = {"status": "unavailable", "error": f"{type(exc).__name__}: {exc}"}
+    else:
+        result = run_task(task, cfg, steps, seed, episodes, chunk)
+    sys.stdout.flush()
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Parent side: scheduling, summary, tables
+# --------------------------------------------------------------------------------------------
+
+def _spawn(task: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one worker in a fresh interpreter; also record how many cores other processes kept busy."""
+    cmd = [sys.executable, "-m", "polyak.bench_jax", "--worker", task, "--steps", str(args.steps),
+           "--seed", str(args.seed), "--buffer-size", str(args.buffer_size), "--learning-starts",
+           str(args.learning_starts), "--eval-episodes", str(args.eval_episodes), "--chunk", str(args.chunk)]
+    machine0, own0, t0 = _machine_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    machine1, own1, wall = _machine_cpu_seconds(), _own_cpu_seconds(), time.perf_counter() - t0
+    other = None
+    if machine0 is not None and machine1 is not None:
+        other = max(0.0, (machine1 - machine0 - (own1 - own0)) / wall)
+    result: dict[str, Any] | None = None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            result = json.loads(line[len(RESULT_MARKER):])
+            break
+    if result is None:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        result = {"status": "error", "error": f"worker exited with code {proc.returncode}:\n{tail}"}
+    result.update(process_s=wall, other_load_cores=other)
+    return result
+
+
+def _disturbed(result: dict[str, Any]) -> bool:
+    other = result.get("other_load_cores")
+    return other is not None and other > BUSY_CORES
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in VERSION_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def check_rejax() -> None:
+    """Exit with an installation hint unless a working rejax (0.1.3 with gymnax < 1) is importable."""
+    if importlib.util.find_spec("rejax") is None or importlib.util.find_spec("gymnax") is None:
+        raise SystemExit(f"polyak.bench_jax: rejax is not installed; install with: {INSTALL_REJAX} "
+                         "(gymnax 1.x breaks rejax 0.1.3), or leave it out with --libs polyak")
+    version = importlib.metadata.version("gymnax")
+    if int(version.split(".")[0]) >= 1:
+        raise SystemExit(f"polyak.bench_jax: gymnax {version} is installed, which breaks rejax 0.1.3 "
+                         f"('too many values to unpack' in env.step); install with: {INSTALL_REJAX}")
+
+
+def tasks(args: argparse.Namespace) -> list[tuple[int, str]]:
+    """(repeat, 'LIB:LOOP:N') in run order: every repeat runs the whole set, libraries back to back."""
+    out = []
+    for repeat in range(args.repeats):
+        if "polyak" in args.libs and not args.no_host:
+            out.append((repeat, "polyak:host:1"))
+        for n in args.seeds:
+            for lib in args.libs:
+                out.append((repeat, f"{lib}:jitted:{n}"))
+    return out
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    runs = []
+    todo = tasks(args)
+    for i, (repeat, task) in enumerate(todo, 1):
+        lib, loop, n = task.split(":")
+        _log(f"[{i}/{len(todo)}] {lib} {loop} loop, {n} seed(s) x {args.steps} steps"
+             + (f", repeat {repeat + 1}/{args.repeats}" if args.repeats > 1 else "") + " ...")
+        result = _spawn(task, args)
+        result.update(lib=lib, loop=loop, seeds=int(n), repeat=repeat)
+        runs.append(result)
+        if result["status"] == "ok":
+            busy = f"  [other processes busy: {result['other_load_cores']:.1f} cores]" if _disturbed(result) else ""
+            compile_s = "—" if result["compile_s"] is None else f"{result['compile_s']:.1f} s"
+            _log(f"    {result['steps_per_s_total']:,.0f} env-steps/s total ({result['steps_per_s_per_seed']:,.0f} "
+                 f"per seed) in {result['run_s']:.1f} s, compile {compile_s}, final return "
+                 f"{result['final_return_mean']:.1f}{busy}")
+        else:
+            _log(f"    FAILED: {result['error']}")
+    return runs
+
+
+SUMMARY_KEYS = ("steps_per_s_per_seed", "steps_per_s_total", "compile_s", "run_s", "final_return_mean")
+ROW_ORDER = [("polyak", "host"), ("polyak", "jitted"), ("rejax", "jitted")]
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """summary['LIB:LOOP:N'] = {KEY: median, KEY_min, KEY_max, n} over the repeats that succeeded."""
+    summary: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run.get("status") != "ok":
+            continue
+        summary.setdefault(f"{run['lib']}:{run['loop']}:{run['seeds']}", {"runs": []})["runs"].append(run)
+    for entry in summary.values():
+        ok = entry.pop("runs")
+        entry["n"] = len(ok)
+        for key in SUMMARY_KEYS:
+            values = [r[key] for r in ok if r.get(key) is not None]
+            entry[key] = statistics.median(values) if values else None
+            entry[key + "_min"] = min(values, default=None)
+            entry[key + "_max"] = max(values, default=None)
+    return summary
+
+
+def _fmt(value: float | None, digits: int = 0, sep: str = ",") -> str:
+    return "—" if value is None else f"{value:{sep}.{digits}f}"
+
+
+def _spread(entry: dict[str, Any], key: str, digits: int = 0, sep: str = ",") -> str:
+    """The median, followed by (min–max) when there were several repeats."""
+    if entry.get(key) is None:
+        return "—"
+    text = _fmt(entry[key], digits, sep)
+    low, high = _fmt(entry[key + "_min"], digits, sep), _fmt(entry[key + "_max"], digits, sep)
+    if entry["n"] > 1 and low != high:
+        text += f" ({low} – {high})"
+    return text
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}×"
+
+
+def speed_table(summary: dict[str, Any], seeds: Sequence[int], markdown: bool) -> str:
+    header = ["library", "loop", "seeds", "env-steps/s per seed", "total env-steps/s", "compile s",
+              "final return mean"]
+    rows = []
+    keys = ["polyak:host:1"] + [f"{lib}:{loop}:{n}" for n in seeds for lib, loop in ROW_ORDER[1:]]
+    for key in keys:
+        entry = summary.get(key)
+        if entry is None:
+            continue
+        lib, loop, n = key.split(":")
+        rows.append([lib, loop, n, _spread(entry, "steps_per_s_per_seed"), _spread(entry, "steps_per_s_total"),
+                     _spread(entry, "compile_s", 1), _spread(entry, "final_return_mean", 1, sep="")])
+    return render_table(header, rows, markdown, right=[False, False, True, True, True, True, True])
+
+
+def _run_of(runs: list[dict[str, Any]], task: str, repeat: int) -> dict[str, Any] | None:
+    lib, loop, n = task.split(":")
+    for r in runs:
+        if (r["lib"], r["loop"], r["seeds"], r["repeat"], r["status"]) == (lib, loop, int(n), repeat, "ok"):
+            return r
+    return None
+
+
+def ratio_columns(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(label, numerator task, denominator task) of the same-run ratios that this run can show."""
+    cols = []
+    if "rejax" in args.libs and "polyak" in args.libs:
+        cols += [(f"polyak/rejax, {n} seed{'s' if n > 1 else ''}", f"polyak:jitted:{n}", f"rejax:jitted:{n}")
+                 for n in args.seeds]
+    if "polyak" in args.libs and not args.no_host and 1 in args.seeds:
+        cols.append(("polyak jitted/host, 1 seed", "polyak:jitted:1", "polyak:host:1"))
+    return cols
+
+
+def ratio_tables(runs: list[dict[str, Any]], summary: dict[str, Any], args: argparse.Namespace,
+                 markdown: bool) -> tuple[str, str, dict[str, Any]] | None:
+    """Ratios of env-steps/s: of the medians, and repeat by repeat (each repeat runs all back to back)."""
+    cols = ratio_columns(args)
+    if not cols:
+        return None
+    key = "steps_per_s_total"
+    medians = {label: _ratio(summary.get(a, {}).get(key), summary.get(b, {}).get(key)) for label, a, b in cols}
+    per_repeat: dict[str, list[str]] = {label: [] for label, _, _ in cols}
+    rows = []
+    for repeat in range(args.repeats):
+        row = [str(repeat + 1)]
+        for label, a, b in cols:
+            ra, rb = _run_of(runs, a, repeat), _run_of(runs, b, repeat)
+            cell = _ratio(ra and ra[key], rb and rb[key])
+            per_repeat[label].append(cell)
+            row.append(cell)
+        rows.append(row)
+    right = [False] + [True] * len(cols)
+    median_table = render_table(["measure", *(label for label, _, _ in cols)], [["ratio of medians",
+                                *(medians[label] for label, _, _ in cols)]], markdown, right=right)
+    repeat_table = render_table(["repeat", *(label for label, _, _ in cols)], rows, markdown, right=right)
+    return median_table, repeat_table, {"of_medians": medians, "per_repeat": per_repeat}
+
+
+def notes(cfg: JaxBenchConfig, args: argparse.Namespace) -> list[str]:
+    rejax = "rejax" in args.libs
+    out = [f"Hyperparameters{', identical in both libraries' if rejax else ''}: {cfg.describe()}; one environment, "
+           "one gradient step per env step, automatic temperature from alpha = 1 with target entropy -dim(A) = -1, "
+           "target critics updated after every gradient step"
+           + (" (rejax: polyak = 1 - tau, target_update_freq 1, fill_buffer = learning_starts - 1, num_epochs 1, "
+              "normalize_rewards off, no gradient clipping)." if rejax else ".")]
+    out.append("env-steps/s = seeds x steps / wall time of the compiled run (initial state to block_until_ready; "
+               f"includes the {cfg.learning_starts} warm-up steps, excludes compilation). compile s: jitted loops = "
+               "lower + XLA compile of all programs ahead of the run; host loop = a first model's extra time over "
+               f"its first {cfg.learning_starts + 1} steps against a second model that finds the functions compiled.")
+    out.append(f"polyak jitted runs {POLYAK_JAX_ENV} (JAX, equal to Gymnasium's step for step) in "
+               f"polyak.jitted.JittedLoop, chunks of {min(args.chunk, args.steps)} steps, vmapped over seeds also "
+               "for one seed; polyak host runs Gymnasium's Pendulum-v1 in SAC.learn (a buffer-write call and a "
+               "training-step call per env step, both jitted and donated)"
+               + ("; rejax runs gymnax Pendulum-v1 in jax.jit(algo.train), with jax.vmap over the seeds when "
+                  "there are several." if rejax else "."))
+    out.append(f"final return: deterministic policy (tanh of the mean), {args.eval_episodes} episode(s) per seed, "
+               "mean over seeds; polyak on Gymnasium Pendulum-v1 (reset seeds 10000 + seed, ...)"
+               + (", rejax on gymnax Pendulum-v1 (keys from PRNGKey(10000 + seed))" if rejax else "")
+               + "; not timed.")
+    if rejax:
+        out += ["Not matchable by arguments: " + line for line in mismatches(cfg, args.steps)]
+    if args.repeats == 1:
+        out.append("A single repeat: on a shared machine env-steps/s can vary a lot between runs; use --repeats 3 "
+                   "(runs are interleaved; tables show median (min–max) and same-run ratios).")
+    return out
+
+
+def problems(runs: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for r in runs:
+        name = f"{r['lib']} {r['loop']} {r['seeds']} seed(s) (repeat {r['repeat'] + 1})"
+        if r["status"] != "ok":
+            out.append(f"{name} failed: {r.get('error', '').strip().splitlines()[-1:] or ''}")
+        elif _disturbed(r):
+            out.append(f"WARNING: other processes kept {r['other_load_cores']:.1f} cores busy on average during "
+                       f"{name}: its numbers are not representative of an idle machine.")
+    return out
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m polyak.bench_jax",
+        description="Pure-JAX SAC speed on Pendulum: polyak's jitted loop (and its host loop) against rejax, "
+                    "matched hyperparameters, each measurement in a fresh subprocess.")
+    parser.add_argument("--steps", type=_positive_int, default=20_000, help="env steps per seed (default: 20000)")
+    parser.add_argument("--seeds", type=_positive_int, nargs="+", default=[1, 8],
+                        help="seed counts to vmap (default: 1 8)")
+    parser.add_argument("--libs", nargs="+", choices=LIBS, default=list(LIBS), help="libraries (default: polyak rejax)")
+    parser.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats; medians (default: 3)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed; N seeds are seed..seed+N-1 (default: 0)")
+    parser.add_argument("--buffer-size", type=_positive_int, default=JaxBenchConfig.buffer_size,
+                        help=f"replay buffer rows per seed, both libraries (default: {JaxBenchConfig.buffer_size})")
+    parser.add_argument("--learning-starts", type=int, default=JaxBenchConfig.learning_starts,
+                        help=f"warm-up env steps before the first gradient step (default: "
+                             f"{JaxBenchConfig.learning_starts})")
+    parser.add_argument("--eval-episodes", type=_positive_int, default=10,
+                        help="deterministic evaluation episodes per seed after training (default: 10)")
+    parser.add_argument("--chunk", type=_positive_int, default=1000,
+                        help="env steps per compiled call of polyak's jitted loop, as train_seeds (default: 1000)")
+    parser.add_argument("--no-host", action="store_true", help="skip polyak's host (Gymnasium) loop")
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write all raw numbers as JSON")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: 'LIB:LOOP:N'
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = make_parser().parse_args(argv)
+    args.libs = list(dict.fromkeys(args.libs))
+    args.seeds = list(dict.fromkeys(args.seeds))
+    cfg = JaxBenchConfig(buffer_size=args.buffer_size, learning_starts=args.learning_starts)
+    if cfg.learning_starts < 1:
+        raise SystemExit("--learning-starts must be >= 1")
+    if cfg.buffer_size < cfg.batch_size:
+        raise SystemExit(f"--buffer-size must be >= batch_size ({cfg.batch_size})")
+    if args.worker is not None:
+        return _worker(args.worker, cfg, args.steps, args.seed, args.eval_episodes, args.chunk)
+    if "rejax" in args.libs:
+        check_rejax()
+
+    md = args.markdown
+    started = datetime.datetime.now().astimezone()
+    machine, versions = machine_info(), library_versions()
+    runs = run_all(args)
+    summary = summarize(runs)
+
+    bullet = "- " if md else ""
+    title = "polyak against rejax" if len(args.libs) > 1 else args.libs[0]
+    print(f"{'## ' if md else ''}Pure-JAX SAC on Pendulum-v1: {title}, {args.steps} env steps per seed, median of "
+          f"{args.repeats} repeat(s)\n")
+    print(f"{bullet}command: `python3 -m polyak.bench_jax {shlex.join(argv)}`")
+    print(f"{bullet}date: {started.isoformat(timespec='seconds')}")
+    print(f"{bullet}machine: {machine['cpu']}, nproc {machine['usable_cores']} ({machine['logical_cores']} logical "
+          f"cores), {machine['os']}, Python {machine['python']}")
+    print(f"{bullet}versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None))
+    print()
+    print(speed_table(summary, args.seeds, md))
+    ratios = ratio_tables(runs, summary, args, md)
+    if ratios is not None:
+        median_table, repeat_table, _ = ratios
+        print(f"\n{'### ' if md else ''}Same-run ratios of total env-steps/s\n")
+        print(median_table)
+        print()
+        print(repeat_table)
+    trouble = problems(runs)
+    if trouble:
+        print()
+    for line in trouble:
+        print(f"{bullet}{line}")
+    note_lines = notes(cfg, args)
+    print(f"\n{'### ' if md else ''}Notes\n")
+    for line in note_lines:
+        print(f"- {line}")
+
+    if args.out is not None:
+        record = {"benchmark": "polyak.bench_jax", "command": f"python3 -m polyak.bench_jax {shlex.join(argv)}",
+                  "date": started.isoformat(timespec="seconds"), "steps": args.steps, "seeds": args.seeds,
+                  "libs": args.libs, "repeats": args.repeats, "first_seed": args.seed,
+                  "hyperparameters": dataclasses.asdict(cfg), "rejax_config": {
+                      k: (repr(v) if isinstance(v, float) and math.isinf(v) else v)
+                      for k, v in rejax_config(cfg, args.steps).items()},
+                  "machine": machine, "versions": versions, "runs": runs, "summary": summary,
+                  "ratios": None if ratios is None else ratios[2], "notes": note_lines}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2))
+        _log(f"raw numbers written to {args.out}")
+    return 1 if any(r["status"] != "ok" for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The pure-JAX benchmark (polyak's jitted loop against rejax) runs end to end with tiny step counts.
+
+The polyak side runs everywhere; the rejax side only where rejax (0.1.3, with gymnax 0.0.9) is installed.
+"""
+
+import importlib.util
+import json
+import math
+
+import pytest
+
+from polyak.bench_jax import INSTALL_REJAX, JaxBenchConfig, main, mismatches, polyak_kwargs, rejax_config
+
+TINY = ["--steps", "60", "--learning-starts", "50", "--buffer-size", "1000", "--eval-episodes", "1", "--repeats", "1"]
+
+
+def test_hyperparameters_are_matched():
+    cfg = JaxBenchConfig()
+    p, r = polyak_kwargs(cfg, seed=3), rejax_config(cfg, steps=20_000)
+    assert p["learning_rate"] == r["learning_rate"] == 1e-3
+    assert p["buffer_size"] == r["buffer_size"] == 1_000_000
+    assert p["batch_size"] == r["batch_size"] == 256
+    assert p["gamma"] == r["gamma"] == 0.99
+    assert math.isclose(1.0 - r["polyak"], p["tau"]) and p["tau"] == 0.005
+    assert p["policy_kwargs"] == {"net_arch": [256, 256], "n_critics": 2}
+    assert r["hidden_layer_sizes"] == (256, 256) and r["num_critics"] == 2
+    assert p["gradient_steps"] == r["num_epochs"] == 1 and p["train_freq"] == 1 and r["num_envs"] == 1
+    assert p["normalize_obs"] is r["normalize_observations"] is True and r["normalize_rewards"] is False
+    # rejax trains once global_step > fill_buffer, polyak once step >= learning_starts
+    assert r["fill_buffer"] == p["learning_starts"] - 1 == 999
+    # no evaluation inside the timed run: none at the start, one "period" = the whole run
+    assert r["skip_initial_evaluation"] is True and r["eval_freq"] == r["total_timesteps"] == 20_000
+    assert any("O(buffer_size)" in line for line in mismatches(cfg, 20_000))
+
+
+def test_polyak_side_end_to_end(tmp_path, capsys):
+    out = tmp_path / "bench_jax.json"
+    assert main([*TINY, "--libs", "polyak", "--seeds", "2", "--markdown", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    runs = {(r["loop"], r["seeds"]): r for r in data["runs"]}
+    assert set(runs) == {("host", 1), ("jitted", 2)}
+    for r in runs.values():
+        assert r["status"] == "ok" and r["lib"] == "polyak" and r["steps"] == 60
+        assert r["steps_per_s_total"] > 0 and r["compile_s"] > 0
+        assert len(r["final_returns"]) == r["seeds"] and all(math.isfinite(x) for x in r["final_returns"])
+    jitted = runs[("jitted", 2)]
+    assert math.isclose(jitted["steps_per_s_total"], 2 * jitted["steps_per_s_per_seed"])
+    text = capsys.readouterr().out
+    header = "| library | loop | seeds | env-steps/s per seed | total env-steps/s | compile s | final return mean |"
+    assert header in text
+    assert "command: `python3 -m polyak.bench_jax" in text and "nproc" in text and "jax 0.10.2" in text
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rejax") is not None, reason="rejax is installed")
+def test_missing_rejax_gives_the_install_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*TINY, "--libs", "polyak", "rejax"])
+    assert INSTALL_REJAX in str(exc.value) and "gymnax 1.x" in str(exc.value)
+
+
+def test_against_rejax_end_to_end(tmp_path, capsys):
+    pytest.importorskip("rejax")
+    out = tmp_path / "bench_jax.json"
+    assert main([*TINY, "--libs", "polyak", "rejax", "--seeds", "1", "2", "--no-host", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    runs = {(r["lib"], r["seeds"]): r for r in data["runs"]}
+    assert set(runs) == {("polyak", 1), ("rejax", 1), ("polyak", 2), ("rejax", 2)}
+    for (lib, seeds), r in runs.items():
+        assert r["status"] == "ok" and r["steps"] == 60 and r["steps_per_s_total"] > 0, (lib, seeds)
+        assert len(r["final_returns"]) == seeds and all(math.isfinite(x) for x in r["final_returns"])
+    ratios = data["ratios"]["per_repeat"]
+    assert set(ratios) == {"polyak/rejax, 1 seed", "polyak/rejax, 2 seeds"}
+    assert all(cell.endswith("×") for cells in ratios.values() for cell in cells)
+    text = capsys.readouterr().out
+    assert "polyak/rejax, 2 seeds" in text
+    assert sum(line.startswith("rejax") for line in text.splitlines()) == 2  # table rows for 1 and 2 seeds
