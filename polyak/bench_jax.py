@@ -540,8 +540,8 @@ def notes(cfg: JaxBenchConfig, args: argparse.Namespace) -> list[str]:
                "lower + XLA compile of all programs ahead of the run; host loop = a first model's extra time over "
                f"its first {cfg.learning_starts + 1} steps against a second model that finds the functions compiled.")
     out.append(f"polyak jitted runs {POLYAK_JAX_ENV} (JAX, equal to Gymnasium's step for step) in "
-               f"polyak.jitted.JittedLoop, chunks of {min(args.chunk, args.steps)} steps, vmapped over seeds also "
-               "for one seed; polyak host runs Gymnasium's Pendulum-v1 in SAC.learn (a buffer-write call and a "
+               f"polyak.jitted.JittedLoop, chunks of {min(args.chunk, args.steps)} steps, vmapped over seeds "
+               "(one seed runs without vmap); polyak host runs Gymnasium's Pendulum-v1 in SAC.learn (a buffer-write call and a "
                "training-step call per env step, both jitted and donated)"
                + ("; rejax runs gymnax Pendulum-v1 in jax.jit(algo.train), with jax.vmap over the seeds when "
                   "there are several." if rejax else "."))
