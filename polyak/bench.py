@@ -343,6 +343,12 @@ def _spawn(task: str, steps: int, seed: int, cfg: BenchConfig) -> dict[str, Any]
     """
     cmd = [sys.executable, "-m", "polyak.bench", "--worker", task, "--steps", str(steps), "--seed", str(seed),
            "--buffer-size", str(cfg.buffer_size)]
+    return run_worker(cmd)
+
+
+def run_worker(cmd: list[str]) -> dict[str, Any]:
+    """Run a benchmark worker command in a fresh interpreter and parse its result line; also record
+    `other_load_cores`, the cores other processes kept busy meanwhile (used by bench_jax too)."""
     machine0, own0, t0 = _machine_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     machine1, own1, wall = _machine_cpu_seconds(), _own_cpu_seconds(), time.perf_counter() - t0

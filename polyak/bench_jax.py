@@ -50,7 +50,6 @@ import json
 import math
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -58,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyak.bench import BUSY_CORES, _machine_cpu_seconds, _own_cpu_seconds, machine_info, render_table
+from polyak.bench import RESULT_MARKER, _disturbed, machine_info, render_table, run_worker
 
 LIBS = ("polyak", "rejax")
 LIB_MODULES = {"polyak": "polyak", "rejax": "rejax"}
@@ -67,7 +66,6 @@ HOST_ENV = "Pendulum-v1"  # Gymnasium's, for polyak's host loop and for evaluati
 REJAX_ENV = "Pendulum-v1"  # gymnax's
 VERSION_PACKAGES = ("polyak", "jax", "jaxlib", "flax", "optax", "gymnasium", "numpy", "rejax", "gymnax", "distrax",
                     "chex")
-RESULT_MARKER = "@@polyak-bench-jax-result "
 INSTALL_REJAX = "pip install rejax==0.1.3 gymnax==0.0.9"
 EVAL_SEED_OFFSET = 10_000  # seed s is evaluated on episodes seeded from 10000 + s, as polyak train does
 
@@ -347,27 +345,7 @@ def _spawn(task: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "polyak.bench_jax", "--worker", task, "--steps", str(args.steps),
            "--seed", str(args.seed), "--buffer-size", str(args.buffer_size), "--learning-starts",
            str(args.learning_starts), "--eval-episodes", str(args.eval_episodes), "--chunk", str(args.chunk)]
-    machine0, own0, t0 = _machine_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    machine1, own1, wall = _machine_cpu_seconds(), _own_cpu_seconds(), time.perf_counter() - t0
-    other = None
-    if machine0 is not None and machine1 is not None:
-        other = max(0.0, (machine1 - machine0 - (own1 - own0)) / wall)
-    result: dict[str, Any] | None = None
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            result = json.loads(line[len(RESULT_MARKER):])
-            break
-    if result is None:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        result = {"status": "error", "error": f"worker exited with code {proc.returncode}:\n{tail}"}
-    result.update(process_s=wall, other_load_cores=other)
-    return result
-
-
-def _disturbed(result: dict[str, Any]) -> bool:
-    other = result.get("other_load_cores")
-    return other is not None and other > BUSY_CORES
+    return run_worker(cmd)
 
 
 def library_versions() -> dict[str, str | None]:

@@ -43,6 +43,20 @@ def make_training_env(env_id: str, n_envs: int = 1, env_kwargs: dict[str, Any] |
     return gym.make_vec(env_id, num_envs=n_envs, **env_kwargs)
 
 
+def training_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """(hyperparameters, n_envs, env_kwargs) of a `polyak train` command: the tuned values recorded in
+    polyak/zoo.py (unless --no-tuned), then --set, --n-envs and --env-kwarg on top."""
+    from polyak.zoo import tuned_hyperparameters
+
+    hp = {} if args.no_tuned else tuned_hyperparameters(args.algo, args.env)
+    hp.update(parse_overrides(args.set))
+    n_envs = int(args.n_envs or hp.pop("n_envs", 1))
+    hp.pop("n_envs", None)
+    env_kwargs = hp.pop("env_kwargs", {})
+    env_kwargs.update(parse_overrides(args.env_kwarg))
+    return hp, n_envs, env_kwargs
+
+
 def build_model(algo: str, env_id, seed: int, hyperparameters: dict[str, Any], verbose: int = 0):
     """Turn CLI-level hyperparameters (net_arch, action_noise='normal:0.1'/'ou:0.2') into a model."""
     import polyak
@@ -72,7 +86,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from polyak import __version__
     from polyak.common.logger import RunLogger, plot_learning_curve
     from polyak.evaluation import evaluate_policy
-    from polyak.zoo import tuned_hyperparameters
 
     if args.seeds is not None:  # several seeds: polyak/experiments.py runs one `polyak train` per seed
         from polyak.experiments import train_many
@@ -80,12 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_many(args)
     if args.workers is not None or args.backend != "local" or args.address:
         raise SystemExit("--workers, --backend and --address apply to several seeds: add --seeds N")
-    hp = {} if args.no_tuned else tuned_hyperparameters(args.algo, args.env)
-    hp.update(parse_overrides(args.set))
-    n_envs = int(args.n_envs or hp.pop("n_envs", 1))
-    hp.pop("n_envs", None)
-    env_kwargs = hp.pop("env_kwargs", {})
-    env_kwargs.update(parse_overrides(args.env_kwarg))
+    hp, n_envs, env_kwargs = training_settings(args)
     env = make_training_env(args.env, n_envs, env_kwargs)
     model = build_model(args.algo, env, args.seed, hp)
     stamp = time.strftime("%Y%m%d-%H%M%S")

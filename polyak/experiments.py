@@ -477,16 +477,10 @@ def _train_vmapped(args, specs: list[RunSpec]) -> int:
     It writes each seed's run folder as `polyak train` does (RUN_DIR/seedS, or
     RUNS_ROOT/ALGO-ENV-sSEED-TIMESTAMP) and returns the folders in seed order.
     """
-    from polyak.cli import parse_overrides
+    from polyak.cli import training_settings
     from polyak.jitted import train_seeds
-    from polyak.zoo import tuned_hyperparameters
 
-    hp = {} if args.no_tuned else tuned_hyperparameters(args.algo, args.env)
-    hp.update(parse_overrides(args.set))
-    n_envs = int(args.n_envs or hp.pop("n_envs", 1))
-    hp.pop("n_envs", None)
-    env_kwargs = hp.pop("env_kwargs", {})
-    env_kwargs.update(parse_overrides(args.env_kwarg))
+    hp, n_envs, env_kwargs = training_settings(args)
     seeds = [s.seed for s in specs]
     print(f"polyak {args.algo.upper()} on {args.env}: {args.steps} steps, seeds {seeds[0]}..{seeds[-1]} "
           f"vmapped in one process (polyak.jitted)", flush=True)
