@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyak.bench import RESULT_MARKER, _disturbed, machine_info, render_table, run_worker
+from polyak.bench import RESULT_MARKER, _disturbed, _positive_int, machine_info, render_table, run_worker
 
 LIBS = ("polyak", "rejax")
 LIB_MODULES = {"polyak": "polyak", "rejax": "rejax"}
@@ -545,13 +545,6 @@ def problems(runs: list[dict[str, Any]]) -> list[str]:
             out.append(f"WARNING: other processes kept {r['other_load_cores']:.1f} cores busy on average during "
                        f"{name}: its numbers are not representative of an idle machine.")
     return out
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def make_parser() -> argparse.ArgumentParser:
