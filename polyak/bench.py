@@ -386,9 +386,9 @@ def machine_info() -> dict[str, Any]:
             "os": platform.platform(), "python": platform.python_version()}
 
 
-def library_versions() -> dict[str, str | None]:
+def library_versions(packages: tuple[str, ...] = VERSION_PACKAGES) -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
-    for name in VERSION_PACKAGES:
+    for name in packages:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

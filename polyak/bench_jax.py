@@ -57,7 +57,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyak.bench import RESULT_MARKER, _disturbed, _positive_int, machine_info, render_table, run_worker
+from polyak.bench import (RESULT_MARKER, _disturbed, _positive_int, library_versions, machine_info, render_table,
+                          run_worker)
 
 LIBS = ("polyak", "rejax")
 LIB_MODULES = {"polyak": "polyak", "rejax": "rejax"}
@@ -348,16 +349,6 @@ def _spawn(task: str, args: argparse.Namespace) -> dict[str, Any]:
     return run_worker(cmd)
 
 
-def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in VERSION_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
 def check_rejax() -> None:
     """Exit with an installation hint unless a working rejax (0.1.3 with gymnax < 1) is importable."""
     if importlib.util.find_spec("rejax") is None or importlib.util.find_spec("gymnax") is None:
@@ -591,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     md = args.markdown
     started = datetime.datetime.now().astimezone()
-    machine, versions = machine_info(), library_versions()
+    machine, versions = machine_info(), library_versions(VERSION_PACKAGES)
     runs = run_all(args)
     summary = summarize(runs)
 
