@@ -47,9 +47,19 @@ and failure. ``info["rms"]`` is the *true* orbit RMS (noise-free), for evaluatio
 Action: 10 corrector deltas in rad, ``action_space = Box(−1e-4, 1e-4, (10,))``; each is clipped
 to ±step_limit inside `step` and added to the kicks.
 
-Reward of a step, with ρ the RMS of the measured readings after the action:
+Reward of a step, with ρ the RMS of the measured readings after the action, in one of two
+variants (constructor argument ``reward``):
 
+    "negative_rms" (default, the tutorial's):
     r = −reward_scale · ρ + success_reward · [success] − failure_penalty · (1 + max_steps − t) · [failure]
+
+    "rms_decrease" (a potential-based shaping of the same goal):
+    r = reward_scale · (ρ_prev − ρ) + success_reward · [success] − failure_penalty · [failure]
+
+In "rms_decrease" the rewards of an episode telescope to reward_scale · (ρ_0 − ρ_final): the
+return *is* the RMS reduction that the evaluation measures, every step that lowers the orbit pays
+at once, and crashing costs the orbit growth up to the wall plus failure_penalty, so no extra charge
+per remaining step is needed. ρ_prev is the previous *measured* RMS (kept in the state).
 
 with reward_scale = 100 (a 5 mm orbit gives −0.5, the wall's 10 mm gives −1). success means
 ρ < success_rms (1 mm); failure means any |measured reading| ≥ wall (10 mm, half of the 20 mm
@@ -197,6 +207,7 @@ class OrbitSteeringParams(NamedTuple):
 class OrbitSteeringState(NamedTuple):
     kicks: jax.Array  # (10,) corrector kicks in rad
     t: jax.Array  # steps taken in this episode (int32)
+    measured_rms: jax.Array | float = 0.0  # RMS of the last measured readings (m), for "rms_decrease"
 
 
 def _rms(x: jax.Array) -> jax.Array:
@@ -207,11 +218,17 @@ class OrbitSteering:
     """AWAKE-like orbit steering (see the module docstring); follows `polyak.envs.JaxEnv`."""
 
     default_params = OrbitSteeringParams()
+    REWARDS = ("negative_rms", "rms_decrease")
     observation_space = gym.spaces.Box(-1.0, 1.0, (N_CELLS,), np.float32)
     action_space = gym.spaces.Box(-1e-4, 1e-4, (N_CELLS,), np.float32)
     #: the response matrix in m/rad (NumPy float64) and its pseudo-inverse in rad/m
     response = response_matrix()
     response_pinv = response_pinv()
+
+    def __init__(self, reward: str = "negative_rms"):
+        if reward not in self.REWARDS:
+            raise ValueError(f"reward must be one of {self.REWARDS}, got {reward!r}")
+        self.reward = reward
 
     def orbit(self, state: OrbitSteeringState) -> jax.Array:
         """The true (noise-free) BPM readings b = R θ in metres."""
@@ -236,7 +253,8 @@ class OrbitSteering:
         max_reading = scale * jnp.max(jnp.abs(orbit))
         scale = scale * jnp.minimum(1.0, params.init_max_fraction * params.wall / max_reading)
         state = OrbitSteeringState(direction * scale, jnp.zeros((), jnp.int32))
-        return state, self.observe(self.measure(k_noise, state, params), params)
+        readings = self.measure(k_noise, state, params)
+        return state._replace(measured_rms=_rms(readings)), self.observe(readings, params)
 
     def step(self, key: jax.Array, state: OrbitSteeringState, action: jax.Array, params: OrbitSteeringParams):
         p = params
@@ -245,22 +263,27 @@ class OrbitSteering:
         new_state = OrbitSteeringState(state.kicks + delta, t)
         readings = self.measure(key, new_state, p)
         rms = _rms(readings)
+        new_state = new_state._replace(measured_rms=rms)
         failure = jnp.any(jnp.abs(readings) >= p.wall)
         success = (rms < p.success_rms) & ~failure
-        steps_left = (1 + p.max_steps - t).astype(jnp.float32)
-        reward = (-p.reward_scale * rms + p.success_reward * success.astype(jnp.float32)
-                  - p.failure_penalty * steps_left * failure.astype(jnp.float32))
+        bonus = p.success_reward * success.astype(jnp.float32)
+        if self.reward == "negative_rms":
+            steps_left = (1 + p.max_steps - t).astype(jnp.float32)
+            reward = -p.reward_scale * rms + bonus - p.failure_penalty * steps_left * failure.astype(jnp.float32)
+        else:  # "rms_decrease": reward_scale (rho_prev - rho), telescoping to the episode's RMS reduction
+            reward = p.reward_scale * (state.measured_rms - rms) + bonus - p.failure_penalty * failure.astype(jnp.float32)
         terminated = failure | (success & jnp.asarray(p.terminate_on_success, bool))
         truncated = t >= p.max_steps
         info = {"rms": _rms(self.orbit(new_state)), "success": success, "failure": failure}
         return new_state, self.observe(readings, p), reward, terminated, truncated, info
 
 
-def make_gymnasium_orbit_steering(**params) -> GymnasiumAdapter:
-    """Entry point of ``gymnasium.make("polyak/OrbitSteering-v0")``; keyword arguments override OrbitSteeringParams."""
-    return GymnasiumAdapter(OrbitSteering(), OrbitSteeringParams(**params))
+def make_gymnasium_orbit_steering(reward: str = "negative_rms", **params) -> GymnasiumAdapter:
+    """Entry point of ``gymnasium.make("polyak/OrbitSteering-v0")``; ``reward`` picks the variant, other
+    keyword arguments override OrbitSteeringParams."""
+    return GymnasiumAdapter(OrbitSteering(reward), OrbitSteeringParams(**params))
 
 
-def make_vector_orbit_steering(num_envs: int, **params) -> GymnasiumVectorAdapter:
+def make_vector_orbit_steering(num_envs: int, reward: str = "negative_rms", **params) -> GymnasiumVectorAdapter:
     """Entry point of ``gymnasium.make_vec("polyak/OrbitSteering-v0", num_envs, vectorization_mode="vector_entry_point")``."""
-    return GymnasiumVectorAdapter(OrbitSteering(), num_envs, OrbitSteeringParams(**params))
+    return GymnasiumVectorAdapter(OrbitSteering(reward), num_envs, OrbitSteeringParams(**params))
