@@ -11,8 +11,48 @@ class HyperparameterError(ValueError):
     """An invalid or unknown hyperparameter; raised before training starts."""
 
 
+def need(ok: bool, msg: str) -> None:
+    """Raise HyperparameterError(msg) unless ok."""
+    if not ok:
+        raise HyperparameterError(msg)
+
+
 @dataclass(frozen=True)
-class OffPolicyConfig:
+class Config:
+    """Base of every hyperparameter dataclass: SB3-style construction, validation, JSON form."""
+
+    def validate(self) -> None:
+        pass
+
+    @classmethod
+    def policy_kwargs_to_fields(cls, policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+        return _policy_kwargs_to_fields(policy_kwargs)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any], policy_kwargs: dict[str, Any] | None = None):
+        """Build and validate from SB3-style keyword arguments; unknown keys raise."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise HyperparameterError(
+                f"unknown hyperparameter(s) for {cls.__name__}: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}")
+        kwargs = dict(kwargs)
+        for key, value in cls.policy_kwargs_to_fields(policy_kwargs or {}).items():
+            kwargs.setdefault(key, value)
+        for f in dataclasses.fields(cls):  # JSON gives lists where the dataclass keeps tuples
+            if f.name in kwargs and isinstance(f.default, tuple):
+                kwargs[f.name] = tuple(kwargs[f.name])
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class OffPolicyConfig(Config):
     learning_rate: float = 3e-4
     buffer_size: int = 1_000_000
     learning_starts: int = 1000  # warm-up steps of uniform random actions before any update
@@ -28,10 +68,6 @@ class OffPolicyConfig:
     reward_scale: float = 1.0  # rewards are multiplied by this before they enter the buffer
 
     def validate(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise HyperparameterError(msg)
-
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         need(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
         need(0 < self.tau <= 1, f"tau must be in (0, 1], got {self.tau}")
@@ -47,28 +83,6 @@ class OffPolicyConfig:
         need(all(w >= 1 for w in self.actor_hidden + self.critic_hidden),
              f"hidden layer widths must be >= 1, got {self.actor_hidden} / {self.critic_hidden}")
         need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any], policy_kwargs: dict[str, Any] | None = None) -> "OffPolicyConfig":
-        """Build and validate from SB3-style keyword arguments; unknown keys raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise HyperparameterError(
-                f"unknown hyperparameter(s) for {cls.__name__}: {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}")
-        kwargs = dict(kwargs)
-        for key, value in _policy_kwargs_to_fields(policy_kwargs or {}).items():
-            kwargs.setdefault(key, value)
-        for key in ("actor_hidden", "critic_hidden"):
-            if key in kwargs:
-                kwargs[key] = tuple(int(w) for w in kwargs[key])
-        cfg = cls(**kwargs)
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 def _policy_kwargs_to_fields(policy_kwargs: dict[str, Any]) -> dict[str, Any]:

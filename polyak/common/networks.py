@@ -5,7 +5,7 @@ All actors produce actions in [-1, 1]; the environment adapter rescales them to 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -15,16 +15,29 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 class MLP(nn.Module):
-    """Fully connected torso: Dense -> ReLU for each hidden width, then a linear output."""
+    """Fully connected torso: Dense -> activation for each hidden width, then a linear output.
+
+    Default: ReLU and Flax's default (LeCun normal) init. `orthogonal_gain=g` switches to
+    orthogonal weights with gain g in the hidden layers and `output_gain` in the last one, zero
+    biases (the on-policy convention: sqrt(2) / 0.01 for a policy head / 1 for a value head).
+    """
 
     hidden: Sequence[int]
     out_dim: int
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    orthogonal_gain: float | None = None
+    output_gain: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        def dense(width: int, gain: float | None) -> nn.Dense:
+            if self.orthogonal_gain is None:
+                return nn.Dense(width)
+            return nn.Dense(width, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+
         for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(self.out_dim)(x)
+            x = self.activation(dense(width, self.orthogonal_gain)(x))
+        return dense(self.out_dim, None if self.orthogonal_gain is None else self.output_gain)(x)
 
 
 class DeterministicActor(nn.Module):

@@ -1,0 +1,678 @@
+"""The on-policy machinery shared by the policy-gradient family (REINFORCE, A2C, PPO).
+
+An algorithm supplies a hashable agent (a `PolicyGradientAgent` subclass) whose only own function
+is the pure `update(state, rollout, key) -> (state, metrics)`, consuming one whole rollout.
+Everything else lives here, once:
+
+* `Rollout`: a pytree of device arrays of shape (n_steps, n_envs, ...) holding, per row,
+  (s_t, a_t, log pi_old(a_t|s_t), r_t, s'_t, terminated_t, episode_end_t, t_in_episode). s'_t is the
+  *true* next observation (the final one on a time limit); advantages and returns are computed
+  from it by `polyak.common.boundaries` (GAE, reward-to-go), never across an episode boundary.
+* `OnPolicyLearner`: agent state + rollout + observation/return normalisers + RNG + counters.
+* Three pure steps, composed into the two jitted calls the host makes per environment step:
+      observe(packed)  normaliser update, write (r_t, s'_t, flags) into row t, t += 1
+      update()         agent.update on the full rollout, t = 0          (only when the rollout is full)
+      act(obs)         sample a_t ~ pi(.|s_t) and write (s_t, a_t, log pi) into row t
+  `polyak.jitted` composes the very same functions with a JAX environment under `lax.scan`.
+* The host loop over Gymnasium envs, the SB3-style class (`PPO("MlpPolicy", env).learn(...)`),
+  predict, save and load (same checkpoint format and resume rules as the off-policy family).
+
+Observations are normalised when they are acted on and stored normalised, so the log-probabilities
+recorded during the rollout are exactly those of the stored inputs (the ratio starts at 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, ClassVar, NamedTuple
+
+import flax.linen as nn
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from polyak.algos.base import NonFiniteError, _flatten_named, _unflatten_named
+from polyak.algos.config import Config, HyperparameterError, need
+from polyak.common import checkpoint as ckpt
+from polyak.common.boundaries import SingleEnvStepper, VectorEnvStepper
+from polyak.common.distributions import Categorical, DiagGaussian
+from polyak.common.envs import ActionScaler, SpaceError, check_spaces, make_env
+from polyak.common.logger import RunLogger
+from polyak.common.networks import MLP
+from polyak.common.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
+
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu}
+
+
+# --------------------------------------------------------------------------------------------
+# Hyperparameters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig(Config):
+    learning_rate: float = 3e-4
+    n_steps: int = 2048  # rollout length per environment
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    normalize_advantage: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5  # clip the global gradient norm (inf: no clipping)
+    policy_hidden: tuple[int, ...] = (64, 64)
+    value_hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    ortho_init: bool = True  # orthogonal init, gains sqrt(2) / 0.01 (policy out) / 1 (value out)
+    log_std_init: float = 0.0  # Gaussian policies: initial state-independent log std
+    optimizer: str = "adam"  # "adam" (eps 1e-5) or "rmsprop" (decay 0.99, eps 1e-5, as A2C)
+    normalize_obs: bool = True
+    normalize_reward: bool = False  # divide rewards by a running std of the discounted return
+
+    def validate(self) -> None:
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.n_steps >= 1, f"n_steps must be >= 1, got {self.n_steps}")
+        need(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
+        need(0 <= self.gae_lambda <= 1, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        need(self.ent_coef >= 0, f"ent_coef must be >= 0, got {self.ent_coef}")
+        need(self.vf_coef >= 0, f"vf_coef must be >= 0, got {self.vf_coef}")
+        need(self.max_grad_norm > 0, f"max_grad_norm must be > 0 (math.inf: no clipping), got {self.max_grad_norm}")
+        need(all(w >= 1 for w in self.policy_hidden + self.value_hidden),
+             f"hidden layer widths must be >= 1, got {self.policy_hidden} / {self.value_hidden}")
+        need(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        need(self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+
+    @classmethod
+    def policy_kwargs_to_fields(cls, policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """SB3's policy_kwargs: net_arch=[...] or dict(pi=[...], vf=[...]), activation_fn, ortho_init, log_std_init."""
+        policy_kwargs, out = dict(policy_kwargs), {}
+        net_arch = policy_kwargs.pop("net_arch", None)
+        if isinstance(net_arch, dict):
+            out["policy_hidden"], out["value_hidden"] = tuple(net_arch["pi"]), tuple(net_arch["vf"])
+        elif net_arch is not None:
+            out["policy_hidden"] = out["value_hidden"] = tuple(net_arch)
+        if "activation_fn" in policy_kwargs:
+            fn = policy_kwargs.pop("activation_fn")
+            out["activation"] = fn if isinstance(fn, str) else getattr(fn, "__name__", str(fn)).lower()
+        for key in ("ortho_init", "log_std_init"):
+            if key in policy_kwargs:
+                out[key] = policy_kwargs.pop(key)
+        if policy_kwargs:
+            raise HyperparameterError(f"unsupported policy_kwargs: {', '.join(sorted(policy_kwargs))} "
+                                      "(supported: net_arch, activation_fn, ortho_init, log_std_init)")
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# The agent: policy and value networks, acting, the optimiser step
+# --------------------------------------------------------------------------------------------
+
+
+class Rollout(NamedTuple):
+    """One rollout; every leaf has leading dimensions (n_steps, n_envs)."""
+
+    obs: jax.Array  # s_t, normalised as the policy saw it
+    action: jax.Array  # a_t: (.., act_dim) Gaussian sample (unclipped) or (.., 1) float index
+    log_prob: jax.Array  # log pi_old(a_t | s_t)
+    reward: jax.Array  # r_t (scaled when normalize_reward)
+    next_obs: jax.Array  # s'_t, the true next observation, normalised
+    terminated: jax.Array  # 1.0: s'_t is terminal (no bootstrap)
+    episode_end: jax.Array  # 1.0: the episode ended at this step (terminated or truncated)
+    time_in_episode: jax.Array  # t within the episode (0 at reset), for time-dependent baselines
+
+
+class PGState(NamedTuple):
+    params: dict  # {"policy": ..., "value": ..., "log_std": ...}
+    opt_state: Any
+    n_updates: jax.Array
+
+
+@dataclass(frozen=True)
+class PolicyGradientAgent:
+    """Hyperparameters and space sizes (hashable, jit-static). n_actions > 0 for Discrete actions."""
+
+    cfg: OnPolicyConfig
+    obs_dim: int
+    act_dim: int  # columns of a stored action: the Box dimension, or 1 for Discrete
+    n_actions: int = 0
+
+    @property
+    def discrete(self) -> bool:
+        return self.n_actions > 0
+
+    @property
+    def distribution(self):
+        return Categorical if self.discrete else DiagGaussian
+
+    @cached_property
+    def policy_net(self) -> MLP:
+        cfg = self.cfg
+        return MLP(cfg.policy_hidden, self.n_actions or self.act_dim, ACTIVATIONS[cfg.activation],
+                   math.sqrt(2.0) if cfg.ortho_init else None, 0.01)
+
+    @cached_property
+    def value_net(self) -> MLP:
+        cfg = self.cfg
+        return MLP(cfg.value_hidden, 1, ACTIVATIONS[cfg.activation], math.sqrt(2.0) if cfg.ortho_init else None, 1.0)
+
+    @cached_property
+    def optimizer(self) -> optax.GradientTransformation:
+        cfg = self.cfg
+        step = (optax.adam(cfg.learning_rate, eps=1e-5) if cfg.optimizer == "adam"
+                else optax.rmsprop(cfg.learning_rate, decay=0.99, eps=1e-5))
+        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), step) if math.isfinite(cfg.max_grad_norm) else step
+
+    def init_params(self, key: jax.Array) -> dict:
+        k_pi, k_v = jax.random.split(key)
+        obs = jnp.zeros((1, self.obs_dim))
+        params = {"policy": self.policy_net.init(k_pi, obs), "value": self.value_net.init(k_v, obs)}
+        if not self.discrete:
+            params["log_std"] = jnp.full((self.act_dim,), self.cfg.log_std_init, jnp.float32)
+        return params
+
+    def init(self, key: jax.Array) -> PGState:
+        params = self.init_params(key)
+        return PGState(params, self.optimizer.init(params), jnp.zeros((), jnp.int32))
+
+    # pi(.|s) and V(s)
+    def dist(self, params: dict, obs: jax.Array):
+        out = self.policy_net.apply(params["policy"], obs)
+        return out if self.discrete else (out, jnp.broadcast_to(params["log_std"], out.shape))
+
+    def value(self, params: dict, obs: jax.Array) -> jax.Array:
+        return self.value_net.apply(params["value"], obs)[..., 0]
+
+    def act(self, state, obs: jax.Array, key: jax.Array, deterministic: bool) -> tuple[jax.Array, jax.Array]:
+        """(action, log pi(action | s)); Gaussian actions are unclipped (the env adapter clips)."""
+        dist = self.dist(state.params, obs)
+        action = self.distribution.mode(dist) if deterministic else self.distribution.sample(dist, key)
+        return action, self.distribution.log_prob(dist, action)
+
+    def gradient_step(self, state, loss_fn: Callable, *args):
+        """One optimiser step on loss_fn(params, *args) -> (loss, metrics); returns (state, metrics)."""
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *args)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
+        return state._replace(params=params, opt_state=opt_state, n_updates=state.n_updates + 1), metrics
+
+    def rollout_values(self, params: dict, rollout: Rollout) -> tuple[jax.Array, jax.Array]:
+        """V(s_t) and V(s'_t) for every row, in one batched pass each."""
+        return self.value(params, rollout.obs), self.value(params, rollout.next_obs)
+
+    def update(self, state, rollout: Rollout, key: jax.Array):
+        raise NotImplementedError
+
+
+def normalize_advantages(advantages: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """(A - mean A) / (std A + 1e-8), over the rows with weight 1 when `weights` is given."""
+    if weights is None:
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    n = jnp.maximum(weights.sum(), 1.0)
+    mean = (advantages * weights).sum() / n
+    std = jnp.sqrt((((advantages - mean) ** 2) * weights).sum() / n)
+    return (advantages - mean) / (std + 1e-8)
+
+
+def explained_variance(prediction: jax.Array, target: jax.Array) -> jax.Array:
+    """1 - Var(target - prediction) / Var(target): 1 is a perfect value function, <= 0 no better than a constant."""
+    return 1.0 - jnp.var(target - prediction) / (jnp.var(target) + 1e-8)
+
+
+# --------------------------------------------------------------------------------------------
+# The learner and its pure steps
+# --------------------------------------------------------------------------------------------
+
+
+class OnPolicyLearner(NamedTuple):
+    agent: Any
+    rollout: Rollout
+    row: jax.Array  # next rollout row to fill
+    obs_rms: RunningMeanStd
+    return_rms: RunningMeanStd  # running moments of the discounted return (reward normalisation)
+    discounted_return: jax.Array  # (n_envs,)
+    time_in_episode: jax.Array  # (n_envs,) of the observation being acted on
+    key: jax.Array
+    step: jax.Array  # environment transitions so far
+    metrics: dict[str, jax.Array]  # of the latest update
+    nonfinite_step: jax.Array  # first env step where a metric was NaN or inf (-1: never)
+    nonfinite_code: jax.Array  # bit i set: sorted(metrics)[i] was not finite
+
+
+@dataclass(frozen=True)
+class OnPolicySpec:
+    agent: Any
+    n_envs: int
+
+    @property
+    def cfg(self) -> OnPolicyConfig:
+        return self.agent.cfg
+
+    def columns(self) -> dict[str, slice]:
+        """Column layout of the packed host->device array of one step, one row per env."""
+        o = self.agent.obs_dim
+        sizes = {"reward": 1, "next_obs": o, "terminated": 1, "truncated": 1, "act_obs": o, "episode_start": 1}
+        out, start = {}, 0
+        for name, size in sizes.items():
+            out[name] = slice(start, start + size)
+            start += size
+        return out
+
+    @property
+    def packed_width(self) -> int:
+        return max(s.stop for s in self.columns().values())
+
+
+def empty_rollout(spec: OnPolicySpec) -> Rollout:
+    t, n, a = spec.cfg.n_steps, spec.n_envs, spec.agent
+    z = functools.partial(jnp.zeros, dtype=jnp.float32)
+    return Rollout(z((t, n, a.obs_dim)), z((t, n, a.act_dim)), z((t, n)), z((t, n)), z((t, n, a.obs_dim)),
+                   z((t, n)), z((t, n)), z((t, n)))
+
+
+def init_learner(spec: OnPolicySpec, key: jax.Array) -> OnPolicyLearner:
+    """A fresh learner (pure: jittable and vmappable over keys)."""
+    agent, n = spec.agent, spec.n_envs
+    k_agent, k_loop = jax.random.split(key)
+    agent_state = agent.init(k_agent)
+    rollout = empty_rollout(spec)
+    metric_shapes = jax.eval_shape(agent.update, agent_state, rollout, k_loop)[1]
+    metrics = {k: jnp.zeros(v.shape, v.dtype) for k, v in metric_shapes.items()}
+    minus_one = jnp.asarray(-1, jnp.int32)
+    return OnPolicyLearner(agent_state, rollout, jnp.zeros((), jnp.int32), rms_init(agent.obs_dim), rms_init(1),
+                           jnp.zeros((n,)), jnp.zeros((n,)), k_loop, jnp.zeros((), jnp.int32), metrics,
+                           minus_one, jnp.zeros((), jnp.int32))
+
+
+def _set_row(rollout: Rollout, row, **values) -> Rollout:
+    return rollout._replace(**{k: getattr(rollout, k).at[row].set(v.astype(jnp.float32)) for k, v in values.items()})
+
+
+def observe(spec: OnPolicySpec, learner: OnPolicyLearner, packed: jax.Array) -> tuple[OnPolicyLearner, jax.Array]:
+    """Record one vector-env step: update the normalisers, write (r_t, s'_t, flags) into the current row.
+
+    Returns the learner and the normalised observation to act on next.
+    """
+    cfg = spec.cfg
+    x = {k: packed[:, s] for k, s in spec.columns().items()}
+    reward, terminated, truncated, episode_start = (x[k][:, 0] for k in ("reward", "terminated", "truncated",
+                                                                          "episode_start"))
+    rms = rms_update(learner.obs_rms, x["act_obs"], cfg.normalize_obs)
+    normalize = functools.partial(rms_normalize, rms, enabled=cfg.normalize_obs)
+    end = jnp.maximum(terminated, truncated)
+    return_rms, discounted = learner.return_rms, learner.discounted_return
+    if cfg.normalize_reward:  # r / std(discounted return), the return accumulated per env
+        discounted = discounted * cfg.gamma + reward
+        return_rms = rms_update(return_rms, discounted[:, None])
+        reward = reward / jnp.sqrt(return_rms.var[0] + 1e-8)
+        discounted = jnp.where(end > 0, 0.0, discounted)
+    rollout = _set_row(learner.rollout, learner.row, reward=reward, next_obs=normalize(x["next_obs"]),
+                       terminated=terminated, episode_end=end)
+    time_in_episode = jnp.where(episode_start > 0, 0.0, learner.time_in_episode + 1.0)
+    learner = learner._replace(rollout=rollout, row=learner.row + 1, obs_rms=rms, return_rms=return_rms,
+                               discounted_return=discounted, time_in_episode=time_in_episode,
+                               step=learner.step + spec.n_envs)
+    return learner, normalize(x["act_obs"])
+
+
+def act(spec: OnPolicySpec, learner: OnPolicyLearner, obs: jax.Array) -> tuple[OnPolicyLearner, jax.Array]:
+    """Sample a_t ~ pi(.|s_t) for the normalised observation and write (s_t, a_t, log pi) into the row."""
+    key, k_act = jax.random.split(learner.key)
+    action, log_prob = spec.agent.act(learner.agent, obs, k_act, False)
+    rollout = _set_row(learner.rollout, learner.row, obs=obs, action=action, log_prob=log_prob,
+                       time_in_episode=learner.time_in_episode)
+    return learner._replace(rollout=rollout, key=key), action
+
+
+def update(spec: OnPolicySpec, learner: OnPolicyLearner) -> OnPolicyLearner:
+    """agent.update on the full rollout; checks the metrics; starts a new rollout."""
+    key, k_update = jax.random.split(learner.key)
+    agent, metrics = spec.agent.update(learner.agent, learner.rollout, k_update)
+    names = sorted(metrics)
+    bad = jnp.stack([~jnp.all(jnp.isfinite(metrics[k])) for k in names])
+    first_bad = (learner.nonfinite_step < 0) & bad.any()
+    code = jnp.sum(jnp.where(bad, 2 ** jnp.arange(len(names)), 0)).astype(jnp.int32)
+    return learner._replace(agent=agent, key=key, row=jnp.zeros((), jnp.int32), metrics=metrics,
+                            nonfinite_step=jnp.where(first_bad, learner.step, learner.nonfinite_step),
+                            nonfinite_code=jnp.where(first_bad, code, learner.nonfinite_code))
+
+
+def start(spec: OnPolicySpec, learner: OnPolicyLearner, obs: jax.Array):
+    """First observation of a run: update the normaliser and choose the first action."""
+    rms = rms_update(learner.obs_rms, obs, spec.cfg.normalize_obs)
+    learner = learner._replace(obs_rms=rms, time_in_episode=jnp.zeros_like(learner.time_in_episode))
+    return act(spec, learner, rms_normalize(rms, obs, enabled=spec.cfg.normalize_obs))
+
+
+def collect_step(spec: OnPolicySpec, learner: OnPolicyLearner, packed: jax.Array):
+    """observe -> act: one environment step inside a rollout."""
+    learner, obs = observe(spec, learner, packed)
+    return act(spec, learner, obs)
+
+
+def collect_and_update_step(spec: OnPolicySpec, learner: OnPolicyLearner, packed: jax.Array):
+    """observe -> update -> act: the step that completes a rollout."""
+    learner, obs = observe(spec, learner, packed)
+    return act(spec, update(spec, learner), obs)
+
+
+def policy_action(spec: OnPolicySpec, agent_state, obs_rms, obs, key, deterministic: bool):
+    obs = rms_normalize(obs_rms, obs, enabled=spec.cfg.normalize_obs)
+    return spec.agent.act(agent_state, obs, key, deterministic)[0]
+
+
+def state_values(spec: OnPolicySpec, agent_state, obs_rms, obs):
+    """V(s) of raw observations, with the frozen normaliser (in the learner's reward units)."""
+    return spec.agent.value(agent_state.params, rms_normalize(obs_rms, obs, enabled=spec.cfg.normalize_obs))
+
+
+@functools.lru_cache(maxsize=64)
+def compiled(spec: OnPolicySpec):
+    """Jitted functions for one spec, shared across instances with equal specs."""
+    return {
+        "init": jax.jit(functools.partial(init_learner, spec)),
+        "start": jax.jit(functools.partial(start, spec), donate_argnums=0),
+        "collect": jax.jit(functools.partial(collect_step, spec), donate_argnums=0),
+        "collect_update": jax.jit(functools.partial(collect_and_update_step, spec), donate_argnums=0),
+        "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
+        "value": jax.jit(functools.partial(state_values, spec)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The SB3-style class
+# --------------------------------------------------------------------------------------------
+
+
+def check_policy_gradient_spaces(observation_space: gym.Space, action_space: gym.Space, algo_name: str) -> None:
+    """Box (bounded) or Discrete actions; a flat Box observation."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise SpaceError(f"{algo_name} with an MLP policy needs a flat 1-D Box observation space, got "
+                             f"{observation_space}; flatten it first (gymnasium.wrappers.FlattenObservation)")
+        if action_space.start != 0:
+            raise SpaceError(f"{algo_name} needs a Discrete action space starting at 0, got {action_space}")
+        return
+    if not isinstance(action_space, gym.spaces.Box):
+        raise SpaceError(f"{algo_name} needs a Box or Discrete action space, got {action_space}")
+    check_spaces(observation_space, action_space, algo_name)
+
+
+class DiscreteActions:
+    """The env-side action of a Discrete space: the float index -> int."""
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        return np.asarray(action, np.float32)[..., 0].astype(np.int64)
+
+    def to_agent(self, env_action: np.ndarray) -> np.ndarray:
+        return np.asarray(env_action, np.float32)[..., None]
+
+
+Callback = Callable[["OnPolicyAlgorithm"], Any]
+
+
+class OnPolicyAlgorithm:
+    name: ClassVar[str]
+    config_cls: ClassVar[type[OnPolicyConfig]]
+    agent_cls: ClassVar[type[PolicyGradientAgent]]
+
+    def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, policy_kwargs: dict | None = None,
+                 seed: int | None = None, verbose: int = 0, tensorboard_log: str | None = None,
+                 device: str = "auto", **hyperparameters: Any):
+        if policy != "MlpPolicy":
+            raise HyperparameterError(f"policy must be 'MlpPolicy' (got {policy!r}); network sizes go in "
+                                      "policy_kwargs=dict(net_arch=[...])")
+        if device not in ("auto", "cpu"):
+            raise HyperparameterError(f"device must be 'auto' or 'cpu' (JAX picks its default device), got {device!r}")
+        self.config = self.config_cls.from_kwargs(hyperparameters, policy_kwargs)
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+        self.verbose, self.tensorboard_log = verbose, tensorboard_log
+        self.num_timesteps = 0
+        self.env = None
+        self._obs = self._pending_action = self._episode_return = self._episode_length = None
+        self._resume: dict | None = None
+        if env is None:
+            raise ValueError(f"{type(self).__name__} needs an env (an id such as 'CartPole-v1', a gymnasium.Env "
+                             f"or a vector env); to load a saved model without one use {type(self).__name__}.load(path)")
+        self._attach_env(env)
+        self._build(self.observation_space.shape[0], self._action_layout(self.action_space), self.n_envs)
+        self.learner = self._fns["init"](jax.random.PRNGKey(self.seed))
+
+    # -- construction ----------------------------------------------------------------------
+    @staticmethod
+    def _action_layout(action_space: gym.Space) -> tuple[int, int]:
+        """(act_dim, n_actions): (Box dim, 0) or (1, n) for Discrete(n)."""
+        if isinstance(action_space, gym.spaces.Discrete):
+            return 1, int(action_space.n)
+        return int(action_space.shape[0]), 0
+
+    def _attach_env(self, env: Any) -> None:
+        env = make_env(env)
+        is_vector = isinstance(env, gym.vector.VectorEnv)
+        obs_space = env.single_observation_space if is_vector else env.observation_space
+        act_space = env.single_action_space if is_vector else env.action_space
+        check_policy_gradient_spaces(obs_space, act_space, type(self).__name__)
+        if hasattr(self, "agent") and (obs_space.shape[0], self._action_layout(act_space)) != (
+                self.agent.obs_dim, (self.agent.act_dim, self.agent.n_actions)):
+            raise ValueError(f"env spaces {obs_space}/{act_space} do not match the model's")
+        stepper = VectorEnvStepper(env, self.seed) if is_vector else SingleEnvStepper(env, self.seed)
+        if is_vector and not stepper.same_step:
+            raise ValueError(
+                f"{type(self).__name__} needs every vector step to be a transition: create the vector env with "
+                "SAME_STEP autoreset, e.g. gymnasium.make_vec(id, n, vector_kwargs={'autoreset_mode': "
+                "gymnasium.vector.AutoresetMode.SAME_STEP}) (polyak's own JAX envs already are)")
+        self.env, self.stepper, self.n_envs = env, stepper, stepper.n_envs
+        self.env_id = env.spec.id if getattr(env, "spec", None) is not None else None
+        self.observation_space, self.action_space = obs_space, act_space
+        self.scaler = (DiscreteActions() if isinstance(act_space, gym.spaces.Discrete)
+                       else ActionScaler(act_space.low, act_space.high))
+
+    def _build(self, obs_dim: int, action_layout: tuple[int, int], n_envs: int) -> None:
+        act_dim, n_actions = action_layout
+        self.agent = self.agent_cls(self.config, obs_dim, act_dim, n_actions)
+        self.spec = OnPolicySpec(self.agent, n_envs)
+        self._fns = compiled(self.spec)
+
+    # -- training --------------------------------------------------------------------------
+    def learn(self, total_timesteps: int, callback: Callback | None = None, log_interval: int = 1000,
+              progress_bar: bool = False, run_dir: str | Path | None = None, reset_num_timesteps: bool = False,
+              logger: RunLogger | None = None) -> "OnPolicyAlgorithm":
+        """Train for `total_timesteps` more environment steps (whole vector steps).
+
+        `callback(model)` runs after every environment step; returning False stops training.
+        Metrics of the latest update are logged every `log_interval` steps.
+        """
+        if total_timesteps < 0:
+            raise HyperparameterError(f"total_timesteps must be >= 0, got {total_timesteps}")
+        if self.env is None:
+            raise ValueError("this model has no env: pass env= to load() or call set_env(env) before learn()")
+        if reset_num_timesteps and self.num_timesteps:
+            raise ValueError("reset_num_timesteps=True would restart counters of a trained model; create a new model")
+        own_logger = logger is None
+        if own_logger:
+            logger = RunLogger(run_dir if run_dir is not None else self.tensorboard_log, verbose=self.verbose,
+                               progress_bar=progress_bar)
+        self._start_episodes()
+        n_envs, stepper, cols = self.n_envs, self.stepper, self.spec.columns()
+        collect, collect_update = self._fns["collect"], self._fns["collect_update"]
+        packed = np.zeros((n_envs, self.spec.packed_width), np.float32)
+        row = int(self.learner.row)
+        target = self.num_timesteps + int(total_timesteps)
+        next_log = (self.num_timesteps // log_interval + 1) * log_interval
+        logger.start(int(total_timesteps), self.num_timesteps)
+        try:
+            while self.num_timesteps < target:
+                action = self._pending_action
+                batch = stepper.step(self.scaler.to_env(action))
+                self._check_finite(batch.next_obs, "observation")
+                self._check_finite(batch.reward, "reward")
+                self.num_timesteps += n_envs
+                packed[:, cols["reward"]] = batch.reward[:, None]
+                packed[:, cols["next_obs"]] = batch.next_obs
+                packed[:, cols["terminated"]] = batch.terminated[:, None]
+                packed[:, cols["truncated"]] = batch.truncated[:, None]
+                packed[:, cols["act_obs"]] = batch.obs
+                packed[:, cols["episode_start"]] = batch.episode_start[:, None]
+                row += 1
+                full = row == self.config.n_steps
+                self.learner, next_action = (collect_update if full else collect)(self.learner, packed)
+                self._pending_action = np.asarray(next_action)
+                if full:
+                    row = 0
+                    if int(self.learner.nonfinite_step) >= 0:
+                        self._raise_nonfinite_loss()
+                self._obs = batch.obs
+                self._record_episodes(batch, logger)
+                logger.progress(n_envs)
+                if self.num_timesteps >= next_log:
+                    logger.metrics(self.num_timesteps, {k: float(v) for k, v in jax.device_get(self.learner.metrics).items()})
+                    next_log += log_interval
+                if callback is not None and callback(self) is False:
+                    break
+        finally:
+            if own_logger:
+                logger.close()
+        return self
+
+    def _start_episodes(self) -> None:
+        if self._obs is not None:
+            return
+        n = self.n_envs
+        self._episode_return, self._episode_length = np.zeros(n), np.zeros(n, np.int64)
+        if self._resume is not None and isinstance(self.stepper, SingleEnvStepper):
+            r, self._resume = self._resume, None
+            self._obs = self.stepper.restore(r["episode"], r["episode_actions"])
+            self._pending_action = r["pending_action"]
+            self._episode_return, self._episode_length = r["episode_return"], r["episode_length"]
+            return
+        self._obs = self.stepper.reset()
+        self.learner, action = self._fns["start"](self.learner, jnp.asarray(self._obs))
+        self._pending_action = np.asarray(action)
+
+    def _record_episodes(self, batch, logger: RunLogger) -> None:
+        self._episode_return += batch.reward
+        self._episode_length += 1
+        for i in np.flatnonzero(batch.terminated | batch.truncated):
+            logger.episode(self.num_timesteps, float(self._episode_return[i]), int(self._episode_length[i]))
+            self._episode_return[i], self._episode_length[i] = 0.0, 0
+
+    def _check_finite(self, values: np.ndarray, what: str) -> None:
+        if not np.all(np.isfinite(values)):
+            raise NonFiniteError(f"non-finite {what} at environment step {self.num_timesteps + 1}: {values.tolist()}")
+
+    def _raise_nonfinite_loss(self) -> None:
+        learner = jax.device_get(self.learner)
+        names = [k for i, k in enumerate(sorted(learner.metrics)) if int(learner.nonfinite_code) >> i & 1]
+        raise NonFiniteError(f"non-finite {', '.join(names)} in the update after environment step "
+                             f"{int(learner.nonfinite_step)} (training stopped; lower the learning rate or "
+                             "normalise rewards)")
+
+    # -- inference -------------------------------------------------------------------------
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """Action(s) in the env's units for one observation (obs_dim,) or a batch (n, obs_dim).
+
+        Returns (action, None) like Stable-Baselines3; the normaliser is frozen here.
+        """
+        obs = np.asarray(observation, np.float32)
+        single = obs.ndim == 1
+        if obs.shape[-1:] != (self.agent.obs_dim,) or obs.ndim > 2:
+            raise ValueError(f"observation shape {obs.shape} does not match the model's ({self.agent.obs_dim},) "
+                             f"or (n, {self.agent.obs_dim})")
+        self._check_finite(obs, "observation passed to predict()")
+        self._predict_key = getattr(self, "_predict_key", jax.random.PRNGKey(self.seed + 1))
+        self._predict_key, key = jax.random.split(self._predict_key)
+        action = np.asarray(self._fns["predict"](self.learner.agent, self.learner.obs_rms,
+                                                 obs[None] if single else obs, key, deterministic))
+        env_action = self.scaler.to_env(action)
+        return (env_action[0] if single else env_action), None
+
+    def predict_values(self, observations) -> np.ndarray:
+        """The critic's V(s) for raw observations (n, obs_dim) -> (n,), frozen normaliser.
+
+        With normalize_reward the values are in normalised-reward units."""
+        obs = np.asarray(observations, np.float32).reshape(-1, self.agent.obs_dim)
+        return np.asarray(self._fns["value"](self.learner.agent, self.learner.obs_rms, obs))
+
+    def set_env(self, env: Any) -> None:
+        self._attach_env(env)
+        if self.n_envs != self.spec.n_envs:
+            raise ValueError(f"the model was built for {self.spec.n_envs} env(s), this env has {self.n_envs}")
+        self._obs = None
+
+    def get_env(self):
+        return self.env
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
+        """One atomic, code-free file with everything needed to predict or resume training, including
+        the partly filled rollout (`include_buffer` is accepted for API symmetry: a rollout is always saved)."""
+        from polyak import __version__
+
+        path = Path(path)
+        arrays = _flatten_named(jax.device_get(self.learner), prefix="learner")
+        episode = int(getattr(self.stepper, "episode", 0)) if self.env is not None else 0
+        if self._obs is not None:
+            actions = getattr(self.stepper, "episode_actions", [])
+            host = {"pending_action": self._pending_action, "episode_return": self._episode_return,
+                    "episode_length": self._episode_length,
+                    "episode_actions": np.stack(actions) if actions else np.zeros((0,), np.float32)}
+        elif self._resume is not None:
+            episode, host = self._resume["episode"], {k: v for k, v in self._resume.items() if k != "episode"}
+        else:
+            host = {}
+        arrays.update({f"host/{k}": np.asarray(v) for k, v in host.items()})
+        space = self.action_space
+        metadata = {
+            "kind": "polyak-model", "library_version": __version__, "algorithm": self.name,
+            "config": self.config.to_dict(), "obs_dim": self.agent.obs_dim, "act_dim": self.agent.act_dim,
+            "n_actions": self.agent.n_actions, "n_envs": self.spec.n_envs,
+            "action_low": None if self.agent.discrete else np.asarray(space.low).tolist(),
+            "action_high": None if self.agent.discrete else np.asarray(space.high).tolist(),
+            "env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps, "episode": episode,
+        }
+        ckpt.write_checkpoint(path, arrays, metadata)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> "OnPolicyAlgorithm":
+        """Load a model written by `save`. With `env`, training can resume (`learn`)."""
+        arrays, meta = ckpt.read_checkpoint(path)
+        if meta.get("kind") != "polyak-model":
+            raise ckpt.CheckpointError(f"{path}: not a polyak model file (kind={meta.get('kind')!r})")
+        if meta["algorithm"] != cls.name:
+            raise ckpt.CheckpointError(f"{path}: holds a {meta['algorithm'].upper()} model, not {cls.name.upper()}; "
+                                       f"use polyak.load(path) or {meta['algorithm'].upper()}.load")
+        if kwargs:
+            raise HyperparameterError(f"load() takes no hyperparameter overrides, got {sorted(kwargs)}")
+        model = cls.__new__(cls)
+        model.config = cls.config_cls.from_kwargs(meta["config"])
+        model.seed, model.verbose, model.tensorboard_log = int(meta["seed"]), 0, None
+        model.num_timesteps = int(meta["num_timesteps"])
+        model.env, model.env_id = None, meta.get("env_id")
+        model._obs = model._pending_action = model._episode_return = model._episode_length = None
+        n_actions = int(meta["n_actions"])
+        if n_actions:
+            model.action_space, model.scaler = gym.spaces.Discrete(n_actions), DiscreteActions()
+        else:
+            low, high = np.asarray(meta["action_low"], np.float32), np.asarray(meta["action_high"], np.float32)
+            model.action_space, model.scaler = gym.spaces.Box(low, high), ActionScaler(low, high)
+        model.observation_space = gym.spaces.Box(-np.inf, np.inf, (int(meta["obs_dim"]),), np.float32)
+        model.n_envs = int(meta["n_envs"])
+        model._build(int(meta["obs_dim"]), (int(meta["act_dim"]), n_actions), model.n_envs)
+        template = model._fns["init"](jax.random.PRNGKey(0))
+        model.learner = _unflatten_named(template, arrays, prefix="learner", path=path)
+        model._resume = None
+        if "host/pending_action" in arrays:
+            model._resume = {"episode": int(meta["episode"]),
+                             **{k: arrays[f"host/{k}"] for k in ("pending_action", "episode_return",
+                                                                  "episode_length", "episode_actions")}}
+        if env is not None:
+            model._attach_env(env)
+            if model.n_envs != int(meta["n_envs"]):
+                raise ValueError(f"the model was saved with {meta['n_envs']} env(s), the env given has {model.n_envs}")
+        return model

@@ -1,0 +1,107 @@
+"""REINFORCE (Williams 1992) with reward-to-go and a choice of baseline.
+
+Per rollout (n_steps x n_envs transitions):
+  1. reward-to-go   G_t = sum_{k>=0} gamma^k r_{t+k}   (to the episode's end)
+  2. baseline       b = 0 ("none"), mean G ("constant"), mean of G at the same time step t of the
+                    episode ("time"), or a learned V(s_t) ("state": the Monte-Carlo actor-critic)
+  3. gradient       g = mean_t grad log pi(a_t|s_t) (G_t - b_t);  "state" also regresses V on G
+
+Any baseline that does not depend on a_t leaves E[g] unchanged (E[grad log pi] = 0) but changes its
+variance: `polyak.bench_variance` measures the ordering. Without a critic the return of an episode cut
+by the rollout's end is unknown, so only rows whose episode ended inside the rollout are used; a
+time-limit end is then treated as the end of the return (the standard REINFORCE approximation).
+With the state baseline the cut is bootstrapped from V(s') and every row is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from polyak.algos.config import need
+from polyak.algos.onpolicy import OnPolicyAlgorithm, OnPolicyConfig, PGState, PolicyGradientAgent, Rollout
+from polyak.common.boundaries import complete_episodes, reward_to_go
+
+BASELINES = ("none", "constant", "time", "state")
+
+
+@dataclass(frozen=True)
+class REINFORCEConfig(OnPolicyConfig):
+    learning_rate: float = 1e-3
+    n_steps: int = 1000
+    baseline: str = "state"
+    normalize_advantage: bool = False
+    max_grad_norm: float = float("inf")
+    time_horizon: int = 1000  # time steps kept by the "time" baseline (longer episodes share the last)
+
+    def validate(self) -> None:
+        super().validate()
+        need(self.baseline in BASELINES, f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+        need(self.time_horizon >= 1, f"time_horizon must be >= 1, got {self.time_horizon}")
+
+
+def baseline_values(kind: str, returns, weight, time_in_episode, state_value, time_horizon: int):
+    """b_t for each row; `weight` marks rows with a known return (averages use only those)."""
+    if kind == "none":
+        return jnp.zeros_like(returns)
+    if kind == "constant":  # b = mean G
+        return jnp.full_like(returns, (returns * weight).sum() / jnp.maximum(weight.sum(), 1.0))
+    if kind == "time":  # b(t) = mean of G over rows at the same time step of their episode
+        t = jnp.clip(time_in_episode.astype(jnp.int32), 0, time_horizon - 1).reshape(-1)
+        total = jax.ops.segment_sum((returns * weight).reshape(-1), t, time_horizon)
+        count = jax.ops.segment_sum(weight.reshape(-1), t, time_horizon)
+        return (total / jnp.maximum(count, 1.0))[t].reshape(returns.shape)
+    return state_value  # "state": b = V(s_t)
+
+
+@dataclass(frozen=True)
+class REINFORCEAgent(PolicyGradientAgent):
+    cfg: REINFORCEConfig
+
+    def advantages(self, params: dict, rollout: Rollout):
+        """(G_t - b_t, G_t, weight_t, V(s_t)) for every row of the rollout."""
+        cfg = self.cfg
+        learned = cfg.baseline == "state"
+        value, next_value = self.rollout_values(params, rollout)
+        # 1. reward-to-go; with a critic, cut tails bootstrap from V(s')
+        returns = reward_to_go(rollout.reward, rollout.terminated, rollout.episode_end, cfg.gamma,
+                               next_value if learned else None)
+        weight = jnp.ones_like(returns) if learned else complete_episodes(rollout.episode_end).astype(returns.dtype)
+        # 2. baseline
+        b = baseline_values(cfg.baseline, returns, weight, rollout.time_in_episode, value, cfg.time_horizon)
+        psi = returns - b
+        if cfg.normalize_advantage:
+            mean = (psi * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+            std = jnp.sqrt((((psi - mean) ** 2) * weight).sum() / jnp.maximum(weight.sum(), 1.0))
+            psi = (psi - mean) / (std + 1e-8)
+        return jax.lax.stop_gradient(psi), returns, weight, value
+
+    def loss(self, params: dict, rollout: Rollout, psi, returns, weight):
+        """-mean_w log pi(a|s) psi  [+ c_v mean_w (V(s) - G)^2 for the state baseline]  - c_H H."""
+        cfg, D = self.cfg, self.distribution
+        n = jnp.maximum(weight.sum(), 1.0)
+        dist = self.dist(params, rollout.obs)
+        policy_loss = -(D.log_prob(dist, rollout.action) * psi * weight).sum() / n
+        entropy = (D.entropy(dist) * weight).sum() / n
+        loss = policy_loss - cfg.ent_coef * entropy
+        metrics = {"policy_loss": policy_loss, "entropy": entropy, "rows_used": weight.mean()}
+        if cfg.baseline == "state":
+            value_loss = (((self.value(params, rollout.obs) - returns) ** 2) * weight).sum() / n
+            loss = loss + cfg.vf_coef * value_loss
+            metrics["value_loss"] = value_loss
+        return loss, metrics
+
+    def update(self, state: PGState, rollout: Rollout, key: jax.Array):
+        psi, returns, weight, _ = self.advantages(state.params, rollout)
+        # 3. one gradient step on the score-function estimator (and the value regression)
+        return self.gradient_step(state, self.loss, rollout, psi, returns, weight)
+
+
+class REINFORCE(OnPolicyAlgorithm):
+    """REINFORCE. ``REINFORCE("MlpPolicy", env, baseline="none"|"constant"|"time"|"state")``."""
+
+    name = "reinforce"
+    config_cls = REINFORCEConfig
+    agent_cls = REINFORCEAgent
