@@ -266,3 +266,30 @@ def test_scripted_episodes_end_on_success_wall_and_time_limit(gym_env):
     for t in range(1, 13):
         obs, r, terminated, truncated, _ = env.step(push * (1 if t % 2 else -1))
         assert not terminated and truncated == (t == 12)
+
+
+def test_rms_decrease_reward_telescopes_to_the_rms_reduction():
+    """reward="rms_decrease": the rewards of an episode sum to reward_scale (rho_0 - rho_final), plus the
+    success bonus on the last step, minus the failure penalty when the wall is hit."""
+    env = OrbitSteering("rms_decrease")
+    step, pinv = jax.jit(env.step), OrbitSteering.response_pinv
+    for seed in range(3):
+        state, obs = env.reset(jax.random.PRNGKey(seed), PARAMS)
+        rho0, total, done = float(state.measured_rms), 0.0, False
+        while not done:  # the SVD controller: success after a few steps
+            action = svd_correction(pinv, obs / PARAMS.observation_scale, PARAMS.step_limit)
+            state, obs, reward, terminated, truncated, info = step(jax.random.PRNGKey(0), state, action, PARAMS)
+            total += float(reward)
+            done = bool(terminated | truncated)
+        assert bool(info["success"])
+        expected = PARAMS.reward_scale * (rho0 - float(state.measured_rms)) + PARAMS.success_reward
+        assert total == pytest.approx(expected, rel=1e-5)
+    # crashing into the wall: this step's RMS change minus a constant penalty (no charge per remaining step)
+    state = env.reset(jax.random.PRNGKey(0), PARAMS)[0]._replace(measured_rms=jnp.float32(9e-3))
+    state = state._replace(kicks=jnp.asarray(kicks_for_orbit(np.full(10, 9.9e-3))))
+    state, _, reward, terminated, _, info = step(jax.random.PRNGKey(0), state, jnp.full(10, 1e-4), PARAMS)
+    assert bool(info["failure"]) and bool(terminated)
+    rho = float(state.measured_rms)
+    assert float(reward) == pytest.approx(PARAMS.reward_scale * (9e-3 - rho) - PARAMS.failure_penalty, rel=1e-5)
+    with pytest.raises(ValueError, match="reward must be one of"):
+        OrbitSteering("rms")
