@@ -72,10 +72,13 @@ def test_reinforce_baselines_by_hand():
     t = jnp.array([[0.0, 5.0], [1.0, 0.0], [2.0, 1.0]])
     v = jnp.full((3, 2), 7.0)
     np.testing.assert_allclose(baseline_values("none", returns, weight, t, v, 10), 0.0)
-    np.testing.assert_allclose(baseline_values("constant", returns, weight, t, v, 10), 12.0 / 5)
-    # time 0: rows (0,0) G=4 and (1,1) G=1 -> 2.5; time 1: (1,0) G=3 [(2,1) has weight 0] -> 3; time 2: 2; time 5: 2
+    # leave-one-out means over the weighted rows (sum 12, count 5): (12 - G) / 4, or 12 / 5 for a row of weight 0
+    np.testing.assert_allclose(baseline_values("constant", returns, weight, t, v, 10),
+                               [[2.0, 2.5], [2.25, 2.75], [2.5, 2.4]])
+    # time 0: rows (0,0) G=4 and (1,1) G=1 -> each gets the other's return; time 1: only (1,0) [(2,1) has
+    # weight 0 and gets (1,0)'s 3]; times 2 and 5: a single row, no other return -> 0
     np.testing.assert_allclose(baseline_values("time", returns, weight, t, v, 10),
-                               [[2.5, 2.0], [3.0, 2.5], [2.0, 3.0]])
+                               [[1.0, 0.0], [0.0, 4.0], [0.0, 3.0]])
     np.testing.assert_allclose(baseline_values("state", returns, weight, t, v, 10), v)
 
 
@@ -159,3 +162,25 @@ def test_kl_penalty_coefficient_adapts():
     model.learn(64)
     assert float(model.learner.metrics["approx_kl"]) > 1.5e-6
     assert float(model.learner.agent.kl_coef) == 2.0  # KL above 1.5 x target: beta doubled
+
+
+def test_host_collect_call_equals_collect_step():
+    """The host loop's collect call leaves the agent state and metrics out of the call (fewer arrays to
+    dispatch): it must compute exactly collect_step. learn() compiles the update in a background thread
+    and joins it before returning."""
+    import threading
+
+    model = PPO("MlpPolicy", CountingEnv(length=3), seed=0, n_steps=4, batch_size=4, n_epochs=1,
+                normalize_reward=True, policy_kwargs={"net_arch": [8]})
+    model.learn(6)  # one update, then two rows into the next rollout
+    assert not any(t.name == "polyak-compile-ahead" for t in threading.enumerate())
+    packed = np.linspace(-1.0, 1.0, model.spec.packed_width, dtype=np.float32)[None]
+    packed[0, model.spec.columns()["episode_start"]] = 0.0
+    copy = lambda: jax.tree.map(jnp.copy, model.learner)  # noqa: E731  (both calls donate their learner)
+    full, a = model._fns["collect"](copy(), packed)
+    learner = copy()
+    light, b = model._fns["host_collect"](learner.agent.params, learner._replace(agent=None, metrics=None), packed)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert light.agent is None and light.metrics is None and int(light.row) == int(full.row) == 3
+    for x, y in zip(jax.tree.leaves(full._replace(agent=None, metrics=None)), jax.tree.leaves(light)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

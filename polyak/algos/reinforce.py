@@ -43,16 +43,25 @@ class REINFORCEConfig(OnPolicyConfig):
 
 
 def baseline_values(kind: str, returns, weight, time_in_episode, state_value, time_horizon: int):
-    """b_t for each row; `weight` marks rows with a known return (averages use only those)."""
+    """b_t for each row; `weight` marks rows with a known return (averages use only those).
+
+    The averages leave the row's own return out (b for row i is the mean of the *other* rows'
+    returns): a baseline that contains G_i depends on a_i, which would bias the gradient and
+    shrink it by (1 - 1/n). Where no other row qualifies, b = 0.
+    """
+    def mean_of_others(total, count):
+        others = count - weight
+        return jnp.where(others > 0, (total - returns * weight) / jnp.maximum(others, 1.0), 0.0)
+
     if kind == "none":
         return jnp.zeros_like(returns)
-    if kind == "constant":  # b = mean G
-        return jnp.full_like(returns, (returns * weight).sum() / jnp.maximum(weight.sum(), 1.0))
-    if kind == "time":  # b(t) = mean of G over rows at the same time step of their episode
+    if kind == "constant":  # b = mean G (of the other rows)
+        return mean_of_others((returns * weight).sum(), weight.sum())
+    if kind == "time":  # b(t) = mean G of the other rows at the same time step of their episode
         t = jnp.clip(time_in_episode.astype(jnp.int32), 0, time_horizon - 1).reshape(-1)
         total = jax.ops.segment_sum((returns * weight).reshape(-1), t, time_horizon)
         count = jax.ops.segment_sum(weight.reshape(-1), t, time_horizon)
-        return (total / jnp.maximum(count, 1.0))[t].reshape(returns.shape)
+        return mean_of_others(total[t].reshape(returns.shape), count[t].reshape(returns.shape))
     return state_value  # "state": b = V(s_t)
 
 
