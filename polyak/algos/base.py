@@ -4,6 +4,13 @@ An algorithm supplies a hashable *agent* object with three pure functions:
     init(key) -> agent_state
     act(agent_state, obs, key, deterministic) -> action in [-1, 1]
     update(agent_state, batch, key) -> (agent_state, metrics)
+Agents for Discrete actions (value-based: DQN) also define
+    n_actions                                    the action index travels as one float column (act_dim = 1)
+    random_action(key, n) -> (n, act_dim)        warm-up actions (default: uniform in [-1, 1])
+    explore(agent_state, action, key, step)      exploration on the device from the env-step counter
+                                                 (epsilon-greedy; actor-critics get `noise` instead)
+    start_run(agent_state, total_timesteps)      fixes schedules that depend on the run's length
+    critic_values(agent_state, obs, action)      Q(s, a) of the taken actions, (n_critics, n)
 Everything else lives here, once: the `Learner` pytree (agent state, replay buffer, observation
 normaliser, exploration-noise state, RNG key, diagnostics), the jitted environment step (buffer
 write + K gradient steps under `lax.scan` + next action, one donated call), the host loop over
@@ -27,9 +34,10 @@ import numpy as np
 
 from polyak.algos.config import HyperparameterError, OffPolicyConfig
 from polyak.common import checkpoint as ckpt
-from polyak.common.boundaries import SingleEnvStepper, VectorEnvStepper
+from polyak.common.boundaries import (NStepWindow, SingleEnvStepper, VectorEnvStepper, nstep_clear, nstep_init,
+                                      nstep_push)
 from polyak.common.buffer import ReplayBuffer, Transition, buffer_add, buffer_init, buffer_sample
-from polyak.common.envs import ActionScaler, check_spaces, make_env
+from polyak.common.envs import DiscreteActions, action_map, action_size, check_spaces, make_env
 from polyak.common.logger import RunLogger
 from polyak.common.noise import NormalActionNoise, noise_from_config, noise_to_config
 from polyak.common.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
@@ -58,6 +66,7 @@ class Learner(NamedTuple):
     key: jax.Array
     step: jax.Array  # environment transitions so far
     monitor: Monitor
+    window: NStepWindow | None = None  # pending steps of n-step returns (None: one-step rows)
 
 
 @dataclass(frozen=True)
@@ -80,10 +89,16 @@ class LoopSpec:
     def obs_dim(self) -> int:
         return self.agent.obs_dim
 
-    # Column layout of the packed host->device array, one row per env.
+    @property
+    def n_steps(self) -> int:
+        """Steps summed per replay row (n-step returns); 1 for the actor-critics."""
+        return int(getattr(self.cfg, "n_steps", 1))
+
+    # Column layout of the packed host->device array, one row per env. Discrete actions: one
+    # column holding the action index (exact as float32 below 2^24).
     def columns(self) -> dict[str, slice]:
         o, a = self.obs_dim, self.act_dim
-        sizes = {"obs": o, "action": a, "reward": 1, "next_obs": o, "terminated": 1, "valid": 1,
+        sizes = {"obs": o, "action": a, "reward": 1, "next_obs": o, "terminated": 1, "truncated": 1, "valid": 1,
                  "act_obs": o, "episode_start": 1, "random": 1}
         out, start = {}, 0
         for name, size in sizes.items():
@@ -94,7 +109,7 @@ class LoopSpec:
 
 def _unpack(spec: LoopSpec, packed: jax.Array) -> dict[str, jax.Array]:
     cols = {k: packed[:, s] for k, s in spec.columns().items()}
-    for k in ("reward", "terminated", "valid", "episode_start", "random"):
+    for k in ("reward", "terminated", "truncated", "valid", "episode_start", "random"):
         cols[k] = cols[k][:, 0]
     return cols
 
@@ -109,7 +124,12 @@ def _explore(spec: LoopSpec, learner: Learner, act_obs, episode_start, random) -
     if spec.noise is not None:
         noise, noise_state = spec.noise.sample(learner.noise, k_noise, episode_start > 0)
         action = jnp.clip(action + noise, -1.0, 1.0)
-    uniform = jax.random.uniform(k_random, action.shape, minval=-1.0, maxval=1.0)
+    if hasattr(spec.agent, "explore"):  # e.g. epsilon-greedy, from the env-step counter
+        action = spec.agent.explore(learner.agent, action, k_noise, learner.step)
+    if hasattr(spec.agent, "random_action"):
+        uniform = spec.agent.random_action(k_random, action.shape[0])
+    else:
+        uniform = jax.random.uniform(k_random, action.shape, minval=-1.0, maxval=1.0)
     action = jnp.where(random[:, None] > 0, uniform, action)
     return learner._replace(obs_rms=rms, key=key, noise=noise_state), action
 
@@ -118,11 +138,16 @@ def first_action(spec: LoopSpec, learner: Learner, obs, random) -> tuple[Learner
     return _explore(spec, learner, obs, jnp.ones(obs.shape[0]), jnp.full(obs.shape[0], random))
 
 
-def store_step(spec: LoopSpec, buffer: ReplayBuffer, packed: jax.Array) -> ReplayBuffer:
-    """Write one vector-env step's transitions into the replay buffer."""
+def store_step(spec: LoopSpec, buffer: ReplayBuffer, window: NStepWindow | None,
+               packed: jax.Array) -> tuple[ReplayBuffer, NStepWindow | None]:
+    """Write one vector-env step's transitions into the replay buffer; with n-step returns they
+    pass through the window (`boundaries.nstep_push`) and the rows it completes are written."""
     x = _unpack(spec, packed)
     rows = Transition(x["obs"], x["action"], x["reward"] * spec.cfg.reward_scale, x["next_obs"], x["terminated"])
-    return buffer_add(buffer, rows, x["valid"] > 0)
+    if window is None:
+        return buffer_add(buffer, rows, x["valid"] > 0), None
+    window, rows, write = nstep_push(window, rows, x["truncated"], x["valid"], spec.cfg.gamma)
+    return buffer_add(buffer, rows, write), window
 
 
 def train_step(spec: LoopSpec, n_grad: int, learner: Learner, packed: jax.Array):
@@ -190,6 +215,8 @@ def critic_values(spec: LoopSpec, agent_state, obs_rms, obs, action):
     critics learn scaled rewards, so their output is divided by `reward_scale`.
     """
     obs = rms_normalize(obs_rms, obs, enabled=spec.cfg.normalize_obs)
+    if hasattr(spec.agent, "critic_values"):  # value-based agents: Q(s, .) at the taken action
+        return spec.agent.critic_values(agent_state, obs, action).T / spec.cfg.reward_scale
     return spec.agent.critic.apply(agent_state.critic_params, obs, action).T / spec.cfg.reward_scale
 
 
@@ -198,18 +225,24 @@ def init_learner(spec: LoopSpec, key: jax.Array, with_buffer: bool = True) -> Le
     cfg, agent = spec.cfg, spec.agent
     k_agent, k_loop = jax.random.split(key)
     agent_state = agent.init(k_agent)
+    row = new_buffer(spec, 1).data
     metric_shapes = jax.eval_shape(
-        agent.update, agent_state,
-        Transition(*(jnp.zeros((cfg.batch_size,) + s) for s in
-                     [(agent.obs_dim,), (agent.act_dim,), (), (agent.obs_dim,), ()])),
+        agent.update, agent_state, jax.tree.map(lambda x: jnp.zeros((cfg.batch_size,) + x.shape[1:], x.dtype), row),
         k_loop)[1]
     metrics = {k: jnp.zeros(v.shape, v.dtype) for k, v in metric_shapes.items()}
     minus_one = jnp.asarray(-1, jnp.int32)
     monitor = Monitor(metrics, jnp.zeros(()), jnp.zeros(()), minus_one, minus_one, jnp.zeros((), jnp.int32))
     noise = (spec.noise.init(spec.n_envs, agent.act_dim) if spec.noise is not None
              else jnp.zeros((spec.n_envs, agent.act_dim)))
-    buffer = buffer_init(cfg.buffer_size, agent.obs_dim, agent.act_dim) if with_buffer else None
-    return Learner(agent_state, buffer, rms_init(agent.obs_dim), noise, k_loop, jnp.zeros((), jnp.int32), monitor)
+    buffer = new_buffer(spec, cfg.buffer_size) if with_buffer else None
+    window = nstep_init(spec.n_envs, spec.n_steps, agent.obs_dim, agent.act_dim) if spec.n_steps > 1 else None
+    return Learner(agent_state, buffer, rms_init(agent.obs_dim), noise, k_loop, jnp.zeros((), jnp.int32), monitor,
+                   window)
+
+
+def new_buffer(spec: LoopSpec, capacity: int) -> ReplayBuffer:
+    """An empty replay buffer for `spec` (with the n-step discount column when n_steps > 1)."""
+    return buffer_init(capacity, spec.obs_dim, spec.act_dim, with_discount=spec.n_steps > 1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -218,7 +251,7 @@ def compiled(spec: LoopSpec):
     return {
         "init": jax.jit(functools.partial(init_learner, spec), static_argnums=1),
         "first_action": jax.jit(functools.partial(first_action, spec), donate_argnums=0),
-        "store": jax.jit(functools.partial(store_step, spec), donate_argnums=0),
+        "store": jax.jit(functools.partial(store_step, spec), donate_argnums=(0, 1)),
         "train": functools.lru_cache(maxsize=8)(
             lambda n: jax.jit(functools.partial(train_step, spec, n), donate_argnums=0)),
         "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
@@ -237,6 +270,7 @@ class OffPolicyAlgorithm:
     name: ClassVar[str]
     config_cls: ClassVar[type[OffPolicyConfig]]
     agent_cls: ClassVar[type]
+    action_space_kind: ClassVar[str] = "Box"  # the gymnasium action space the algorithm handles ("Discrete": DQN)
 
     def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, action_noise=None,
                  policy_kwargs: dict | None = None, seed: int | None = None, verbose: int = 0,
@@ -253,6 +287,10 @@ class OffPolicyAlgorithm:
         if action_noise is None and hasattr(self.config, "exploration_noise"):
             action_noise = NormalActionNoise(0.0, self.config.exploration_noise)
         noise_to_config(action_noise)  # validates the type
+        if action_noise is not None and self.action_space_kind != "Box":
+            raise HyperparameterError(f"action_noise is for continuous actions; {type(self).__name__} explores "
+                                      "epsilon-greedily (exploration_fraction, exploration_initial_eps, "
+                                      "exploration_final_eps)")
         self.action_noise = action_noise
         self.num_timesteps = 0
         self.env = None
@@ -266,7 +304,7 @@ class OffPolicyAlgorithm:
                              "or a vector env); to load a saved model without one use "
                              f"{type(self).__name__}.load(path)")
         self._attach_env(env)
-        self._build(self.observation_space.shape[0], self.action_space.shape[0], n_envs=self.n_envs)
+        self._build(self.observation_space.shape[0], self.action_space, n_envs=self.n_envs)
         self.learner = self._init_learner(jax.random.PRNGKey(self.seed), with_buffer=False)
 
     # -- construction ----------------------------------------------------------------------
@@ -275,19 +313,20 @@ class OffPolicyAlgorithm:
         is_vector = isinstance(env, gym.vector.VectorEnv)
         obs_space = env.single_observation_space if is_vector else env.observation_space
         act_space = env.single_action_space if is_vector else env.action_space
-        check_spaces(obs_space, act_space, type(self).__name__)
-        if hasattr(self, "agent") and (obs_space.shape[0] != self.agent.obs_dim or act_space.shape[0] != self.agent.act_dim):
-            raise ValueError(f"env spaces {obs_space.shape}/{act_space.shape} do not match the model's "
-                             f"({self.agent.obs_dim},)/({self.agent.act_dim},)")
+        check_spaces(obs_space, act_space, type(self).__name__, self.action_space_kind)
+        if hasattr(self, "agent") and (obs_space.shape[0] != self.agent.obs_dim or
+                                       action_size(act_space) != action_size(self.action_space)):
+            raise ValueError(f"env spaces {obs_space}/{act_space} do not match the model's "
+                             f"({self.agent.obs_dim},)/{self.action_space}")
         self.env = env
         self.env_id = env.spec.id if getattr(env, "spec", None) is not None else None
         self.observation_space, self.action_space = obs_space, act_space
         self.stepper = VectorEnvStepper(env, self.seed) if is_vector else SingleEnvStepper(env, self.seed)
         self.n_envs = self.stepper.n_envs
-        self.scaler = ActionScaler(act_space.low, act_space.high)
+        self.scaler = action_map(act_space)
 
-    def _build(self, obs_dim: int, act_dim: int, n_envs: int) -> None:
-        self.agent = self.agent_cls(self.config, obs_dim, act_dim)
+    def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
+        self.agent = self.agent_cls(self.config, obs_dim, action_size(action_space))
         self.spec = LoopSpec(self.agent, self.action_noise, n_envs)
         self._fns = compiled(self.spec)
 
@@ -313,8 +352,11 @@ class OffPolicyAlgorithm:
         if reset_num_timesteps and self.num_timesteps:
             raise ValueError("reset_num_timesteps=True would restart counters of a trained model; create a new model")
         if self.learner.buffer is None:
-            self.learner = self.learner._replace(buffer=jax.tree.map(jnp.array, buffer_init(
-                self.config.buffer_size, self.agent.obs_dim, self.agent.act_dim)))
+            self.learner = self.learner._replace(buffer=jax.tree.map(jnp.array, new_buffer(
+                self.spec, self.config.buffer_size)))
+        if hasattr(self.agent, "start_run"):  # e.g. the epsilon schedule's length (kept if already set)
+            self.learner = self.learner._replace(agent=self.agent.start_run(
+                self.learner.agent, self.num_timesteps + int(total_timesteps)))
         if logger is None:
             tb_dir = run_dir if run_dir is not None else self.tensorboard_log
             logger = RunLogger(tb_dir, verbose=self.verbose, progress_bar=progress_bar)
@@ -347,12 +389,14 @@ class OffPolicyAlgorithm:
                 packed[:, cols["reward"]] = batch.reward[:, None]
                 packed[:, cols["next_obs"]] = batch.next_obs
                 packed[:, cols["terminated"]] = batch.terminated[:, None]
+                packed[:, cols["truncated"]] = batch.truncated[:, None]
                 packed[:, cols["valid"]] = batch.valid[:, None]
                 packed[:, cols["act_obs"]] = batch.obs
                 packed[:, cols["episode_start"]] = batch.episode_start[:, None]
                 packed[:, cols["random"]] = 0.0 if learning else 1.0
                 fn = train_fn if learning and vector_step % cfg.train_freq == 0 else collect_fn
-                self.learner = self.learner._replace(buffer=store_fn(self.learner.buffer, packed))
+                buffer, window = store_fn(self.learner.buffer, self.learner.window, packed)
+                self.learner = self.learner._replace(buffer=buffer, window=window)
                 self.learner, next_action, bad_step = fn(self.learner, packed)
                 next_action, bad_step = jax.device_get((next_action, bad_step))
                 if bad_step >= 0:
@@ -396,6 +440,8 @@ class OffPolicyAlgorithm:
             self._resume = None
             return
         self._obs = self.stepper.reset()
+        if self.learner.window is not None:  # new episodes: steps still pending belong to no episode now
+            self.learner = self.learner._replace(window=nstep_clear(self.learner.window))
         random = self.num_timesteps < self.config.learning_starts
         self.learner, action = self._fns["first_action"](self.learner, jnp.asarray(self._obs), jnp.float32(random))
         self._pending_action = np.asarray(action)
@@ -458,17 +504,23 @@ class OffPolicyAlgorithm:
         (act_dim,) pair gives (n_critics,). Actions are mapped to [-1, 1] (clipped to the action
         space, as the env would receive them); the normaliser is frozen; values are divided by
         `reward_scale`. Online critics, in the order the agent keeps them (column 0 is Q_1).
+        Discrete actions: (n,) action indices (or (n, 1)), one critic column (Q of the Q-network).
         """
         obs = np.asarray(observations, np.float32)
         act = np.asarray(actions, np.float32)
         single = obs.ndim == 1
         obs, act = (obs[None], act[None]) if single else (obs, act)
+        if isinstance(self.scaler, DiscreteActions) and act.ndim == 1:
+            act = act[:, None]
         if obs.ndim != 2 or obs.shape[1] != self.agent.obs_dim or act.shape != (obs.shape[0], self.agent.act_dim):
             raise ValueError(f"predict_q needs observations (n, {self.agent.obs_dim}) and actions "
                              f"(n, {self.agent.act_dim}), got {np.shape(observations)} and {np.shape(actions)}")
         self._check_finite(obs, "observation passed to predict_q()")
         self._check_finite(act, "action passed to predict_q()")
-        agent_act = np.clip(self.scaler.to_agent(act), -1.0, 1.0)
+        if isinstance(self.scaler, DiscreteActions):
+            agent_act = self.scaler.to_agent(np.rint(act[:, 0]))
+        else:
+            agent_act = np.clip(self.scaler.to_agent(act), -1.0, 1.0)
         q = np.asarray(self._fns["q"](self.learner.agent, self.learner.obs_rms, obs, agent_act))
         return q[0] if single else q
 
@@ -499,8 +551,8 @@ class OffPolicyAlgorithm:
             arrays["host/episode_return"] = self._episode_return
             arrays["host/episode_length"] = self._episode_length
             actions = getattr(self.stepper, "episode_actions", [])
-            arrays["host/episode_actions"] = (np.stack(actions) if actions
-                                              else np.zeros((0, self.agent.act_dim), np.float32))
+            arrays["host/episode_actions"] = (np.stack(actions) if actions else
+                                              np.zeros((0,) + self.action_space.shape, self.action_space.dtype))
         elif self._resume is not None:  # loaded but not trained since: pass the resume point on
             episode = self._resume["episode"]
             for name in ("pending_action", "episode_return", "episode_length", "episode_actions"):
@@ -509,7 +561,7 @@ class OffPolicyAlgorithm:
             "kind": "polyak-model", "library_version": __version__, "algorithm": self.name,
             "config": self.config.to_dict(), "action_noise": noise_to_config(self.action_noise),
             "obs_dim": self.agent.obs_dim, "act_dim": self.agent.act_dim, "n_envs": self.spec.n_envs,
-            "action_low": self.scaler.low.tolist(), "action_high": self.scaler.high.tolist(),
+            **_action_space_metadata(self.action_space),
             "env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps,
             "includes_buffer": bool(include_buffer and self.learner.buffer is not None),
             "episode": episode,
@@ -535,12 +587,11 @@ class OffPolicyAlgorithm:
         model.num_timesteps = int(meta["num_timesteps"])
         model.env, model.env_id, model._obs, model._pending_action = None, meta.get("env_id"), None, None
         model._episode_return = model._episode_length = None
-        low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
-        model.scaler = ActionScaler(low, high)
-        model.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
+        model.action_space = _action_space_from_metadata(meta)
+        model.scaler = action_map(model.action_space)
         model.observation_space = gym.spaces.Box(-np.inf, np.inf, (int(meta["obs_dim"]),), np.float32)
         model.n_envs = int(meta["n_envs"])
-        model._build(int(meta["obs_dim"]), int(meta["act_dim"]), n_envs=model.n_envs)
+        model._build(int(meta["obs_dim"]), model.action_space, n_envs=model.n_envs)
         template = model._init_learner(jax.random.PRNGKey(0), with_buffer=meta["includes_buffer"])
         model.learner = _unflatten_named(template, arrays, prefix="learner", path=path)
         model._resume = None
@@ -554,6 +605,20 @@ class OffPolicyAlgorithm:
             if model.n_envs != int(meta["n_envs"]):
                 raise ValueError(f"the model was saved with {meta['n_envs']} env(s), the env given has {model.n_envs}")
         return model
+
+
+def _action_space_metadata(space: gym.Space) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Discrete):
+        return {"action_space": "Discrete", "action_n": int(space.n), "action_start": int(space.start)}
+    return {"action_low": np.asarray(space.low, np.float64).tolist(),
+            "action_high": np.asarray(space.high, np.float64).tolist()}
+
+
+def _action_space_from_metadata(meta: dict[str, Any]) -> gym.Space:
+    if meta.get("action_space") == "Discrete":
+        return gym.spaces.Discrete(int(meta["action_n"]), start=int(meta["action_start"]))
+    low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
+    return gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
 
 
 def _flatten_named(tree: Any, prefix: str) -> dict[str, np.ndarray]:

@@ -41,13 +41,14 @@ def episode_seed(seed: int, env_index: int, episode: int) -> int:
 class SingleEnvStepper:
     n_envs = 1
 
-    def __init__(self, env: gym.Env, seed: int):
+    def __init__(self, env: gym.Env, seed: int, env_index: int = 0):
         self.env, self.seed = env, int(seed)
+        self.env_index = int(env_index)  # distinct reset seeds for several single envs (A3C's workers)
         self.episode = 0
         self.episode_actions: list[np.ndarray] = []  # env-space actions of the running episode
 
     def reset(self) -> np.ndarray:
-        obs, _ = self.env.reset(seed=episode_seed(self.seed, 0, self.episode))
+        obs, _ = self.env.reset(seed=episode_seed(self.seed, self.env_index, self.episode))
         self.episode_actions = []
         return np.asarray(obs, np.float32)[None]
 
@@ -194,11 +195,13 @@ def nstep_push(window: NStepWindow, rows, truncated, valid, gamma: float):
         observation with gamma^k, k < n the rewards summed.
     Rows with valid=False (the reset step of NEXT_STEP vector envs) leave the window unchanged.
 
-    Returns (window, out, out_valid): `out` a `Transition` of n_envs * n candidate rows (env by env,
-    oldest first) with the `discount` column, `out_valid` which of them to write. Pure and jittable.
+    Returns (window, out, out_valid): `out` an `NStepTransition` of n_envs * n candidate rows (env by
+    env, oldest first), `out_valid` which of them to write. Pure and jittable.
     """
     import jax
     import jax.numpy as jnp
+
+    from polyak.common.buffer import NStepTransition
 
     n = window.reward.shape[1]
     slot = np.arange(n)
@@ -215,8 +218,8 @@ def nstep_push(window: NStepWindow, rows, truncated, valid, gamma: float):
         done = terminated | (truncated > 0)
         in_episode = slot >= n - count
         emit = (valid > 0) & in_episode & (done | ((slot == 0) & (count == n)))
-        out = type(row)(obs, action, returns, jnp.broadcast_to(row.next_obs, obs.shape),
-                        jnp.broadcast_to(row.terminated, (n,)).astype(returns.dtype), discount)
+        out = NStepTransition(obs, action, returns, jnp.broadcast_to(row.next_obs, obs.shape),
+                              jnp.broadcast_to(row.terminated, (n,)).astype(returns.dtype), discount)
         keep = valid > 0
         new = NStepWindow(obs, action, reward, jnp.where(done, 0, count).astype(jnp.int32))
         w = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, w)

@@ -1,8 +1,9 @@
 """Device-resident replay buffer: a pytree of fixed-size arrays with jittable add and sample.
 
-Rows hold (obs, action, reward, next_obs, terminated). ``next_obs`` is always the true next
-observation (on truncation: the final observation, never the auto-reset one), and only
-``terminated`` stops bootstrapping; see :mod:`polyak.common.boundaries`.
+Rows hold (obs, action, reward, next_obs, terminated), n-step rows also the bootstrap
+discount gamma^k (`NStepTransition`). ``next_obs`` is always the true next observation (on truncation: the final
+observation, never the auto-reset one), and only ``terminated`` stops bootstrapping; see
+:mod:`polyak.common.boundaries`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ class Transition(NamedTuple):
     terminated: jax.Array  # 1.0 where the episode ended in a terminal state (no bootstrap)
 
 
+class NStepTransition(NamedTuple):
+    """An n-step row (`boundaries.nstep_push`): `reward` is the discounted sum of k <= n rewards (fewer
+    where the episode ended inside the window), `next_obs` the observation k steps later."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array
+    discount: jax.Array  # gamma^k: the bootstrap discount of this row
+
+
 class ReplayBuffer(NamedTuple):
     data: Transition  # each leaf has leading dimension `capacity`
     ptr: jax.Array  # next row to write
@@ -31,7 +44,8 @@ class ReplayBuffer(NamedTuple):
         return self.data.reward.shape[0]
 
 
-def buffer_init(capacity: int, obs_dim: int, act_dim: int) -> ReplayBuffer:
+def buffer_init(capacity: int, obs_dim: int, act_dim: int, with_discount: bool = False) -> ReplayBuffer:
+    """An empty buffer of `Transition` rows, or of `NStepTransition` rows with `with_discount`."""
     f32 = jnp.float32
     data = Transition(
         obs=jnp.zeros((capacity, obs_dim), f32),
@@ -40,6 +54,8 @@ def buffer_init(capacity: int, obs_dim: int, act_dim: int) -> ReplayBuffer:
         next_obs=jnp.zeros((capacity, obs_dim), f32),
         terminated=jnp.zeros((capacity,), f32),
     )
+    if with_discount:
+        data = NStepTransition(*data, discount=jnp.zeros((capacity,), f32))
     return ReplayBuffer(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 

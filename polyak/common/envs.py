@@ -9,8 +9,8 @@ import numpy as np
 
 # Algorithms polyak offers for each kind of action space (kept in sync with polyak.ALGORITHMS).
 ALGORITHMS_BY_ACTION_SPACE = {
-    "Box": ("SAC", "TD3", "DDPG"),
-    "Discrete": (),
+    "Box": ("SAC", "TD3", "DDPG", "PPO", "A2C", "A3C", "REINFORCE", "AWR"),
+    "Discrete": ("DQN", "DoubleDQN", "PPO", "A2C", "A3C", "REINFORCE", "AWR"),
     "MultiDiscrete": (),
     "MultiBinary": (),
 }
@@ -29,24 +29,63 @@ def make_env(env: str | gym.Env | gym.vector.VectorEnv, **make_kwargs: Any):
     raise TypeError(f"env must be an environment id, a gymnasium.Env or a gymnasium vector env, got {type(env).__name__}")
 
 
-def check_spaces(observation_space: gym.Space, action_space: gym.Space, algo_name: str) -> None:
-    if not isinstance(action_space, gym.spaces.Box):
-        kind = type(action_space).__name__
+def check_spaces(observation_space: gym.Space, action_space: gym.Space, algo_name: str,
+                 action_space_kind: str = "Box") -> None:
+    """Raise SpaceError unless the spaces fit an algorithm for `action_space_kind` ("Box" or "Discrete")
+    actions and a flat Box observation; the message names the polyak algorithms that do fit."""
+    kind = ("Box" if isinstance(action_space, gym.spaces.Box) else
+            "Discrete" if isinstance(action_space, gym.spaces.Discrete) else type(action_space).__name__)
+    if kind != action_space_kind:
         fits = ALGORITHMS_BY_ACTION_SPACE.get(kind, ())
         hint = (f"polyak algorithms for {kind} actions: {', '.join(fits)}" if fits else
-                f"{kind} actions need a value-based or policy-gradient method (DQN, Double DQN, PPO, A2C), "
-                "which this version of polyak does not ship yet")
-        raise SpaceError(f"{algo_name} needs a continuous Box action space, got {action_space}. {hint}.")
+                f"polyak has no algorithm for {kind} actions yet; Discrete actions (one index) fit "
+                f"{', '.join(ALGORITHMS_BY_ACTION_SPACE['Discrete'])}")
+        wanted = "a continuous Box" if action_space_kind == "Box" else f"a {action_space_kind}"
+        raise SpaceError(f"{algo_name} needs {wanted} action space, got {action_space}. {hint}.")
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise SpaceError(
+            f"{algo_name} with an MLP policy needs a flat 1-D Box observation space, got {observation_space}; "
+            "flatten it first (gymnasium.wrappers.FlattenObservation)")
+    if isinstance(action_space, gym.spaces.Discrete):
+        if action_space.n < 1 or action_space.n >= 2**24:  # the index travels as one exact float32
+            raise SpaceError(f"{algo_name} needs 1 <= n < 2^24 discrete actions, got {action_space}")
+        return
     if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
         raise SpaceError(f"{algo_name} needs finite action bounds to rescale [-1, 1] to them, got {action_space}")
     if np.any(action_space.high <= action_space.low):
         raise SpaceError(f"action space has high <= low in some dimension: {action_space}")
     if len(action_space.shape) != 1:
         raise SpaceError(f"{algo_name} needs a 1-D action vector, got shape {action_space.shape}")
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise SpaceError(
-            f"{algo_name} with an MLP policy needs a flat 1-D Box observation space, got {observation_space}; "
-            "flatten it first (gymnasium.wrappers.FlattenObservation)")
+
+
+def action_size(action_space: gym.Space) -> int:
+    """What the agent is built for: the action dimension of a Box, the number of actions of a Discrete."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return int(action_space.n)
+    return int(action_space.shape[0])
+
+
+def action_map(action_space: gym.Space) -> "ActionScaler | DiscreteActions":
+    """The host-side translation between the agent's action columns and the env's actions."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return DiscreteActions(int(action_space.n), int(action_space.start))
+    return ActionScaler(action_space.low, action_space.high)
+
+
+class DiscreteActions:
+    """Discrete(n, start) actions: the agent's one float column holds the index 0..n-1 (exact below
+    2^24); the env gets the integer start + index. Nothing is rescaled."""
+
+    def __init__(self, n: int, start: int = 0):
+        self.n, self.start = int(n), int(start)
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        """(..., 1) float indices -> (...) int64 env actions."""
+        return np.asarray(action)[..., 0].astype(np.int64) + self.start
+
+    def to_agent(self, env_action: np.ndarray) -> np.ndarray:
+        """(...) env actions -> (..., 1) float32 indices."""
+        return (np.asarray(env_action, np.int64) - self.start).astype(np.float32)[..., None]
 
 
 class ActionScaler:

@@ -6,7 +6,9 @@ The protocol (see `protocol.py`):
 Registered Gymnasium ids (``gymnasium.make`` and ``gymnasium.make_vec``, whose vector envs step all
 copies in one vmapped call): ``polyak/Pendulum-v1``, ``polyak/TransverseTuning-v0`` (CLARA S04-like
 beam tuning), ``polyak/OrbitSteering-v0`` (AWAKE-like orbit correction); and, when gymnax is
-installed, ``gymnax/Pendulum-v1`` and ``gymnax/MountainCarContinuous-v0`` (see gymnax_adapter.py).
+installed, ``gymnax/Pendulum-v1``, ``gymnax/MountainCarContinuous-v0`` and ``gymnax/CartPole-v1``
+(Discrete actions; see gymnax_adapter.py). Also ``polyak/NoisyCartPole-v1``, Gymnasium's CartPole with
+Gaussian reward noise (a Gymnasium wrapper, not a JAX env; see noisy_reward.py).
 """
 
 from polyak.envs.protocol import GymnasiumAdapter, GymnasiumVectorAdapter, JaxEnv
@@ -28,12 +30,15 @@ def register_envs() -> None:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=f"{module}:make_gymnasium_{name}",
                          vector_entry_point=f"{module}:make_vector_{name}")
-    from polyak.envs.gymnax_adapter import CONTINUOUS
+    from polyak.envs.gymnax_adapter import CONTINUOUS, DISCRETE
 
-    for name in CONTINUOUS:  # gymnax is imported only when one of them is made
+    for name in CONTINUOUS + DISCRETE:  # gymnax is imported only when one of them is made
         if f"gymnax/{name}" not in gym.registry:
             gym.register(id=f"gymnax/{name}", entry_point="polyak.envs.gymnax_adapter:make_gymnasium_gymnax",
                          vector_entry_point="polyak.envs.gymnax_adapter:make_vector_gymnax", kwargs={"name": name})
+    if "polyak/NoisyCartPole-v1" not in gym.registry:  # the overestimation benchmark's task (DQN vs Double DQN)
+        gym.register(id="polyak/NoisyCartPole-v1", entry_point="polyak.envs.noisy_reward:make_noisy_cartpole",
+                     max_episode_steps=None, disable_env_checker=True)
 
 
 register_envs()

@@ -9,7 +9,7 @@ limit, which makes a learner bootstrap wrongly at time limits. `FromGymnax` uses
 (a terminal state reached exactly on the last allowed step counts as truncated.)
 
 Registered ids: ``gymnax/NAME`` for gymnax's continuous-action environments, e.g.
-``gymnasium.make("gymnax/Pendulum-v1")``.
+``gymnasium.make("gymnax/Pendulum-v1")``, and for CartPole-v1 (Discrete(2) actions, for DQN).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from polyak.envs.protocol import GymnasiumAdapter, GymnasiumVectorAdapter
 
 CONTINUOUS = ("Pendulum-v1", "MountainCarContinuous-v0")
+DISCRETE = ("CartPole-v1",)
 
 
 def _box(space) -> gym.spaces.Box:
@@ -43,7 +44,8 @@ class FromGymnax:
         self.gymnax_env, params = gymnax.make(name)
         self.default_params = params.replace(**param_overrides) if param_overrides else params
         self.observation_space = _box(self.gymnax_env.observation_space(params))
-        self.action_space = _box(self.gymnax_env.action_space(params))
+        space = self.gymnax_env.action_space(params)
+        self.action_space = gym.spaces.Discrete(int(space.n)) if hasattr(space, "n") else _box(space)
 
     def reset(self, key, params):
         obs, state = self.gymnax_env.reset_env(key, params)

@@ -35,6 +35,11 @@ class JaxEnv(Protocol):
              ) -> tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array, dict]: ...
 
 
+def action_dtype(space: gym.Space) -> type:
+    """The dtype actions are passed to a JaxEnv's `step` in: int32 indices for Discrete, else float32."""
+    return np.int32 if isinstance(space, gym.spaces.Discrete) else np.float32
+
+
 class GymnasiumAdapter(gym.Env):
     """Exposes a `JaxEnv` as a `gymnasium.Env` (one jitted call per step, NumPy in and out)."""
 
@@ -69,7 +74,7 @@ class GymnasiumAdapter(gym.Env):
         # per leaf, ~25 us each); `_unpack` restores shapes, dtypes and the info dict on the host.
         key0 = jax.random.PRNGKey(0)
         state0 = jax.eval_shape(lambda k: env.reset(k, params)[0], key0)
-        action0 = jax.ShapeDtypeStruct(env.action_space.shape, np.float32)
+        action0 = jax.ShapeDtypeStruct(env.action_space.shape, action_dtype(env.action_space))
         shapes = jax.eval_shape(lambda k, s, a: env.step(k, s, a, params)[1:], key0, state0, action0)
         leaves, self._out_tree = jax.tree.flatten(shapes)
         self._out_leaves = [(leaf.shape, np.dtype(leaf.dtype), int(np.prod(leaf.shape))) for leaf in leaves]
@@ -99,7 +104,8 @@ class GymnasiumAdapter(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self.params is not self._compiled_params:
             self._compile()
-        self._key, self._state, packed = self._step(self._key, self._state, np.asarray(action, np.float32))
+        self._key, self._state, packed = self._step(self._key, self._state,
+                                                    np.asarray(action, action_dtype(self.action_space)))
         obs, reward, terminated, truncated, info = self._unpack(np.asarray(packed))
         return np.asarray(obs, np.float32), float(reward), bool(terminated), bool(truncated), info
 
@@ -151,7 +157,7 @@ class GymnasiumVectorAdapter(gym.vector.VectorEnv):
         if self._states is None:
             raise RuntimeError("call reset() before step()")
         self._key, self._states, *out = self._step(
-            self._key, self._states, np.asarray(actions, np.float32), self.params)
+            self._key, self._states, np.asarray(actions, action_dtype(self.single_action_space)), self.params)
         obs, reward, terminated, truncated, final_obs, env_info = jax.device_get(out)
         done = np.logical_or(terminated, truncated)
         info = {k: np.asarray(v) for k, v in env_info.items()}
