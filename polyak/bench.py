@@ -4,10 +4,13 @@ Run it as ``python -m polyak.bench`` or ``polyak bench`` (``--help`` lists the o
 
 What is measured
 ----------------
-For each algorithm (SAC, TD3) and each library (polyak, Stable-Baselines3 on PyTorch/CPU,
-SBX on JAX), one training run on Gymnasium ``Pendulum-v1`` with the same hyperparameters
-(:class:`BenchConfig`). Every run happens in its own fresh Python subprocess, one after the
-other, so that runs never compete for cores and no JIT cache or thread pool carries over.
+For each algorithm (SAC, TD3; PPO, A2C with ``--algos``) and each library (polyak,
+Stable-Baselines3 on PyTorch/CPU, SBX on JAX), one training run on Gymnasium ``Pendulum-v1``
+with one env and the same hyperparameters (:class:`BenchConfig`; for PPO and A2C SB3's
+defaults, :class:`PPOBenchConfig`, :class:`A2CBenchConfig`). Every run happens in its own
+fresh Python subprocess, one after the other, so that runs never compete for cores and no JIT
+cache or thread pool carries over. On-policy runs are rounded up to whole rollouts
+(:func:`run_steps`) so that every library makes the same updates; SBX has no A2C.
 
 * **steps/s** — environment steps of ``model.learn(steps)`` divided by its wall time. This is
   what a user sees: it includes JIT compilation (polyak, SBX) and the ``learning_starts``
@@ -15,7 +18,8 @@ other, so that runs never compete for cores and no JIT cache or thread pool carr
   (its time is kept in the JSON output as ``construct_s``).
 * **steady steps/s** — steps/s over the second half of the same run, from the moment the
   step counter reaches ``steps // 2`` to the end of ``learn``: compilation and warm-up are
-  over, every step is one environment step plus one gradient step.
+  over, every step is one environment step plus one gradient step (on-policy: from the first
+  step after the update at half the run, :func:`halfway_step`).
 
 With ``--repeats R`` each (library, algorithm) pair runs R times (interleaved, so that slow
 drifts of a noisy machine hit every library alike) and the tables show medians.
@@ -53,6 +57,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -63,10 +68,14 @@ from pathlib import Path
 from typing import Any
 
 ENV_ID = "Pendulum-v1"
-ALGOS = ("sac", "td3")
+OFF_POLICY = ("sac", "td3")
+ON_POLICY = ("ppo", "a2c")
+ALGOS = OFF_POLICY + ON_POLICY
+DEFAULT_ALGOS = OFF_POLICY
 LIBS = ("polyak", "sb3", "sbx")
 LIB_LABELS = {"polyak": "polyak", "sb3": "SB3", "sbx": "SBX"}
 LIB_MODULES = {"polyak": "polyak", "sb3": "stable_baselines3", "sbx": "sbx"}
+UNSUPPORTED = {("sbx", "a2c"): "SBX has no A2C"}  # (library, algorithm) pairs that are not run
 VERSION_PACKAGES = ("polyak", "stable-baselines3", "sbx-rl", "jax", "jaxlib", "flax", "optax", "torch",
                     "gymnasium", "numpy")
 MATMUL_SIZES = (256, 1024)
@@ -95,7 +104,76 @@ class BenchConfig:
     exploration_sigma: float = 0.1  # TD3: Gaussian exploration noise in the [-1, 1] action space
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in dataclasses.asdict(self).items())
+        return describe(self)
+
+
+def describe(cfg: Any) -> str:
+    """'name=value, ...' of a hyperparameter dataclass (tuples shown as lists)."""
+    return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in dataclasses.asdict(cfg).items())
+
+
+@dataclass(frozen=True)
+class PPOBenchConfig:
+    """Stable-Baselines3's PPO defaults, given explicitly, and identically, to all three libraries."""
+
+    learning_rate: float = 3e-4
+    n_steps: int = 2048  # rollout length (one env)
+    batch_size: int = 64
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    normalize_advantage: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    net_arch: tuple[int, ...] = (64, 64)  # separate policy and value networks, tanh
+    ortho_init: bool = True  # Adam eps 1e-5 in all three libraries (SB3's and SBX's default, polyak's fixed value)
+
+
+@dataclass(frozen=True)
+class A2CBenchConfig:
+    """Stable-Baselines3's A2C defaults (RMSprop, decay 0.99, eps 1e-5), given explicitly to polyak and SB3."""
+
+    learning_rate: float = 7e-4
+    n_steps: int = 5
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    normalize_advantage: bool = False
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    net_arch: tuple[int, ...] = (64, 64)
+    ortho_init: bool = True
+
+
+ON_POLICY_CONFIGS: dict[str, Any] = {"ppo": PPOBenchConfig(), "a2c": A2CBenchConfig()}
+
+
+def run_steps(algo: str, steps: int) -> int:
+    """Environment steps actually run: on-policy runs are rounded up to whole rollouts, so that every
+    library collects the same rollouts and makes the same number of updates (SB3's learn(N) finishes
+    the rollout it is in, polyak's stops at N)."""
+    if algo not in ON_POLICY:
+        return steps
+    n = ON_POLICY_CONFIGS[algo].n_steps
+    return -(-steps // n) * n
+
+
+def halfway_step(algo: str, steps: int) -> int:
+    """Where the 'steady' window starts. On-policy: the first step after the update at half the run
+    (SB3 updates after a rollout's last step, polyak within it), so both windows hold the same updates."""
+    if algo not in ON_POLICY:
+        return max(1, steps // 2)
+    n = ON_POLICY_CONFIGS[algo].n_steps
+    return (steps // n) // 2 * n + 1
+
+
+def _on_policy_kwargs(algo: str, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(keyword arguments, policy_kwargs without activation_fn) shared by all libraries."""
+    fields = dataclasses.asdict(ON_POLICY_CONFIGS[algo])
+    net = dict(net_arch=list(fields.pop("net_arch")), ortho_init=fields.pop("ortho_init"))
+    return dict(seed=seed, verbose=0, **fields), net
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,6 +189,11 @@ def _common_kwargs(cfg: BenchConfig, seed: int) -> dict[str, Any]:
 def build_polyak(algo: str, cfg: BenchConfig, seed: int) -> Any:
     import polyak
 
+    if algo in ON_POLICY:  # no observation normaliser (SB3 and SBX have none); A2C: RMSprop as SB3
+        kwargs, net = _on_policy_kwargs(algo, seed)
+        return polyak.ALGORITHMS[algo]("MlpPolicy", ENV_ID, normalize_obs=False,
+                                       optimizer="rmsprop" if algo == "a2c" else "adam",
+                                       policy_kwargs=dict(net, activation_fn="tanh"), **kwargs)
     kwargs = _common_kwargs(cfg, seed)
     kwargs["policy_kwargs"] = dict(net_arch=list(cfg.net_arch), n_critics=cfg.n_critics)
     if algo == "sac":
@@ -135,6 +218,14 @@ def _sb3_normal_noise(sigma: float) -> Any:
 def build_sb3(algo: str, cfg: BenchConfig, seed: int) -> Any:
     import stable_baselines3
 
+    if algo in ON_POLICY:
+        import torch
+
+        kwargs, net = _on_policy_kwargs(algo, seed)
+        if algo == "a2c":
+            kwargs.update(use_rms_prop=True, rms_prop_eps=1e-5)
+        return getattr(stable_baselines3, algo.upper())("MlpPolicy", ENV_ID, device="cpu",
+                                                        policy_kwargs=dict(net, activation_fn=torch.nn.Tanh), **kwargs)
     kwargs = _common_kwargs(cfg, seed)
     kwargs["policy_kwargs"] = dict(net_arch=list(cfg.net_arch), n_critics=cfg.n_critics)
     if algo == "sac":
@@ -148,6 +239,11 @@ def build_sb3(algo: str, cfg: BenchConfig, seed: int) -> Any:
 def build_sbx(algo: str, cfg: BenchConfig, seed: int) -> Any:
     import sbx
 
+    if algo in ON_POLICY:  # PPO only (UNSUPPORTED); SBX's ortho_init covers the policy's output layer only
+        import flax.linen
+
+        kwargs, net = _on_policy_kwargs(algo, seed)
+        return sbx.PPO("MlpPolicy", ENV_ID, policy_kwargs=dict(net, activation_fn=flax.linen.tanh), **kwargs)
     # SBX takes a separate critic learning rate (default: learning_rate) and, for SAC, a
     # policy_delay (default 1); both are set explicitly so that a change of default cannot skew the run.
     kwargs = _common_kwargs(cfg, seed)
@@ -201,7 +297,8 @@ def run_training(lib: str, algo: str, steps: int, seed: int, cfg: BenchConfig) -
     t0 = time.perf_counter()
     model = BUILDERS[lib](algo, cfg, seed)
     construct_s = time.perf_counter() - t0
-    mark = HalfwayMark(at_step=max(1, steps // 2))
+    steps = run_steps(algo, steps)
+    mark = HalfwayMark(at_step=halfway_step(algo, steps))
     callback = _learn_callback(lib, mark)
     t0 = time.perf_counter()
     model.learn(steps, callback=callback)
@@ -471,6 +568,20 @@ def speed_table(summary: dict[str, Any], algos: Sequence[str], libs: Sequence[st
     return render_table(header, rows, markdown, right=[False, False] + [True] * (len(header) - 2))
 
 
+def repeat_ratio_table(runs: list[dict[str, Any]], algos: Sequence[str], libs: Sequence[str],
+                       markdown: bool) -> str | None:
+    """polyak's whole-run steps/s over each peer's, repeat by repeat (runs of a repeat are back to back)."""
+    cols = [(algo, lib) for algo in algos for lib in libs if lib != "polyak" and (lib, algo) not in UNSUPPORTED]
+    if "polyak" not in libs or not cols:
+        return None
+    rate = {(r["repeat"], r["algo"], r["lib"]): r["steps_per_s"] for r in runs if r["status"] == "ok"}
+    repeats = sorted({r["repeat"] for r in runs})
+    rows = [[str(rep + 1), *(_ratio(rate.get((rep, algo, "polyak")), rate.get((rep, algo, lib))) for algo, lib in cols)]
+            for rep in repeats]
+    header = ["repeat", *(f"{algo.upper()} polyak/{LIB_LABELS[lib]}" for algo, lib in cols)]
+    return render_table(header, rows, markdown, right=[False] + [True] * len(cols))
+
+
 def flops_section(flops: dict[str, Any], summary: dict[str, Any], markdown: bool) -> tuple[str, dict[str, Any]]:
     """The FLOP-rate table, and the end-to-end fractions it derives (for the JSON)."""
     mm256 = flops["matmul_gflops"]["256"]
@@ -498,13 +609,37 @@ def flops_section(flops: dict[str, Any], summary: dict[str, Any], markdown: bool
 
 def notes(cfg: BenchConfig, steps: int, repeats: int, algos: Sequence[str], libs: Sequence[str]) -> list[str]:
     """What the reader needs to interpret the numbers, limited to the libraries and algorithms run."""
-    out = [f"Hyperparameters, identical in all libraries: {cfg.describe()}."]
-    if "polyak" in libs:
-        out.append("polyak normalises observations by default (normalize_obs=True, a running mean/std on the "
-                   "device); the benchmark keeps that default. SB3 and SBX train on raw observations.")
-    out.append("steps/s = steps / wall time of learn(steps): it includes JIT compilation and the "
-               f"learning_starts={cfg.learning_starts} steps of random actions without gradient steps; building "
-               "the model is excluded (construct_s in the JSON). steady = the second half of the same run.")
+    off = [a for a in algos if a in OFF_POLICY]
+    out = []
+    if off:
+        out.append(f"{'/'.join(a.upper() for a in off)} hyperparameters, identical in all libraries: "
+                   f"{cfg.describe()}.")
+        if "polyak" in libs:
+            out.append("polyak normalises observations by default (normalize_obs=True, a running mean/std on the "
+                       f"device); the {'/'.join(a.upper() for a in off)} runs keep that default. SB3 and SBX train "
+                       "on raw observations.")
+    for algo in (a for a in algos if a in ON_POLICY):
+        out.append(f"{algo.upper()} hyperparameters, Stable-Baselines3's defaults given explicitly to every "
+                   f"library: {describe(ON_POLICY_CONFIGS[algo])}, one env"
+                   + (", Adam eps 1e-5." if algo == "ppo" else ", RMSprop (decay 0.99, eps 1e-5)."))
+    if any(a in ON_POLICY for a in algos):
+        n = {a: ON_POLICY_CONFIGS[a].n_steps for a in algos if a in ON_POLICY}
+        out.append(f"{'/'.join(a.upper() for a in n)}: polyak runs without observation normalisation "
+                   "(normalize_obs=False), as SB3 and SBX. Every library runs "
+                   + ", ".join(f"{run_steps(a, steps)} steps for {a.upper()}" for a in n)
+                   + " (--steps rounded up to whole rollouts, so all make the same updates); 'steady' starts "
+                   "at the first step after the update at half the run.")
+        if "polyak" in libs and "a2c" in algos:
+            out.append("A2C's RMSprop: SB3 uses torch's (eps added to sqrt(v)), polyak optax's (eps inside the "
+                       "square root); same cost.")
+        if "sbx" in libs and "ppo" in algos:
+            out.append("SBX PPO applies ortho_init to the policy's output layer only (its implementation); the "
+                       "initialisation does not change the cost of a step.")
+    out.append("steps/s = steps / wall time of learn(steps): it includes JIT compilation"
+               + (f" and, for {'/'.join(a.upper() for a in off)}, the learning_starts={cfg.learning_starts} steps "
+                  "of random actions without gradient steps" if off else "")
+               + "; building the model is excluded (construct_s in the JSON). steady = the second half of the "
+               "same run.")
     if "sb3" in libs:
         out.append("SB3 runs PyTorch on the CPU (device='cpu') with torch's default thread count; polyak and "
                    "SBX run JAX on its default backend with XLA's default threading.")
@@ -513,13 +648,16 @@ def notes(cfg: BenchConfig, steps: int, repeats: int, algos: Sequence[str], libs
                    "the target networks after every critic step (SB3/polyak: only on the delayed actor steps) "
                    "and its actor loss takes the min over both critics (SB3/polyak: Q1 only), i.e. slightly "
                    "more work per step.")
-    if "polyak" in libs and len(libs) > 1:
+    if off and "polyak" in libs and len(libs) > 1:
         out.append("SB3 and SBX take their first gradient step after learning_starts + 1 environment steps, "
                    "polyak after learning_starts: one extra gradient step for polyak, negligible.")
+    for (lib, algo), why in UNSUPPORTED.items():
+        if lib in libs and algo in algos:
+            out.append(f"{LIB_LABELS[lib]} {algo.upper()} not run: {why}.")
     if repeats == 1:
         out.append("A single repeat: on a shared or throttled machine steps/s can vary by 2x between runs; "
                    "use --repeats 3 or more (runs are interleaved, tables show median (min-max)).")
-    if steps // 2 <= cfg.learning_starts:
+    if off and steps // 2 <= cfg.learning_starts:
         out.append(f"WARNING: steps // 2 = {steps // 2} <= learning_starts = {cfg.learning_starts}: the "
                    "'steady' window includes warm-up steps without gradient steps; use more --steps.")
     return out
@@ -546,11 +684,12 @@ def _positive_int(text: str) -> int:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m polyak.bench",
-        description=f"Training speed (environment steps/s) of SAC and TD3 on {ENV_ID} in polyak, "
-                    "Stable-Baselines3 and SBX, with identical hyperparameters, each run in a fresh subprocess.")
+        description=f"Training speed (environment steps/s) of SAC, TD3, PPO and A2C on {ENV_ID} (one env) in "
+                    "polyak, Stable-Baselines3 and SBX, with identical hyperparameters, each run in a fresh "
+                    "subprocess.")
     parser.add_argument("--steps", type=_positive_int, default=6000, help="environment steps per run (default: 6000)")
-    parser.add_argument("--algos", type=_csv_choice(ALGOS), default=list(ALGOS),
-                        help="comma-separated algorithms (default: sac,td3)")
+    parser.add_argument("--algos", type=_csv_choice(ALGOS), default=list(DEFAULT_ALGOS),
+                        help=f"comma-separated algorithms from {','.join(ALGOS)} (default: {','.join(DEFAULT_ALGOS)})")
     parser.add_argument("--libs", type=_csv_choice(LIBS), default=list(LIBS),
                         help="comma-separated libraries (default: polyak,sb3,sbx)")
     parser.add_argument("--repeats", type=_positive_int, default=1,
@@ -560,7 +699,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help=f"replay buffer capacity (default: {BenchConfig.buffer_size})")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write all raw numbers as JSON")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
-    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP-rate measurement")
+    parser.add_argument("--no-flops", action="store_true",
+                        help="skip the FLOP-rate measurement (of SAC's update: only run when sac is in --algos)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: 'LIB:ALGO' or 'flops'
     return parser
 
@@ -572,11 +712,12 @@ def _log(message: str) -> None:
 def run_all(args: argparse.Namespace, cfg: BenchConfig, unavailable: dict[str, str]) -> list[dict[str, Any]]:
     """Every (repeat, algo, lib) run, one subprocess after the other; updates `unavailable`."""
     runs: list[dict[str, Any]] = []
-    tasks = [(r, algo, lib) for r in range(args.repeats) for algo in args.algos for lib in args.libs]
+    tasks = [(r, algo, lib) for r in range(args.repeats) for algo in args.algos for lib in args.libs
+             if (lib, algo) not in UNSUPPORTED]
     for i, (repeat, algo, lib) in enumerate(tasks, 1):
         if lib in unavailable:
             continue
-        _log(f"[{i}/{len(tasks)}] {LIB_LABELS[lib]} {algo.upper()}, {args.steps} steps"
+        _log(f"[{i}/{len(tasks)}] {LIB_LABELS[lib]} {algo.upper()}, {run_steps(algo, args.steps)} steps"
              + (f", repeat {repeat + 1}/{args.repeats}" if args.repeats > 1 else "") + " ...")
         result = _spawn(f"{lib}:{algo}", args.steps, args.seed, cfg)
         result.update(lib=lib, algo=algo, repeat=repeat)
@@ -627,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs = run_all(args, cfg, unavailable)
     flops: dict[str, Any] | None = None
-    if not args.no_flops:
+    if not args.no_flops and "sac" in algos:
         _log("FLOP rate: matmul and polyak SAC update ...")
         flops = _spawn("flops", args.steps, args.seed, cfg)
         if flops["status"] != "ok":
@@ -636,8 +777,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(runs, algos, libs)
 
     bullet = "- " if md else ""
-    print(f"{'## ' if md else ''}polyak speed benchmark: {', '.join(a.upper() for a in algos)} on {ENV_ID}, "
+    print(f"{'## ' if md else ''}polyak speed benchmark: {', '.join(a.upper() for a in algos)} on {ENV_ID} (one env), "
           f"{args.steps} steps per run, seed {args.seed}, median of {args.repeats} repeat(s)\n")
+    print(f"{bullet}command: `python -m polyak.bench {shlex.join(sys.argv[1:] if argv is None else list(argv))}`")
     print(f"{bullet}date: {started.isoformat(timespec='seconds')}")
     print(f"{bullet}machine: {machine['cpu']}, {machine['logical_cores']} logical cores "
           f"({machine['usable_cores']} usable), {machine['os']}, Python {machine['python']}")
@@ -646,6 +788,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{bullet}JAX backend: {flops['jax_backend']}")
     print()
     print(speed_table(summary, algos, libs, md))
+    per_repeat = repeat_ratio_table(runs, algos, libs, md) if args.repeats > 1 else None
+    if per_repeat is not None:
+        print(f"\n{'### ' if md else ''}Same-run ratios of whole-run steps/s, repeat by repeat\n")
+        print(per_repeat)
     for line in problems(runs, flops, unavailable):
         print(f"\n{bullet}{line}")
 
@@ -668,7 +814,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         record = {"benchmark": "polyak.bench", "date": started.isoformat(timespec="seconds"), "env": ENV_ID,
                   "steps": args.steps, "seed": args.seed, "repeats": args.repeats, "algos": algos, "libs": libs,
-                  "hyperparameters": dataclasses.asdict(cfg), "machine": machine, "versions": versions,
+                  "hyperparameters": dataclasses.asdict(cfg),
+                  "on_policy_hyperparameters": {a: dataclasses.asdict(ON_POLICY_CONFIGS[a]) for a in algos
+                                                if a in ON_POLICY},
+                  "machine": machine, "versions": versions,
                   "unavailable": unavailable, "runs": runs, "summary": summary, "flops": flops,
                   "flops_end_to_end": derived, "notes": note_lines}
         args.out.parent.mkdir(parents=True, exist_ok=True)

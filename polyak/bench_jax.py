@@ -1,25 +1,30 @@
-"""Pure-JAX SAC speed: polyak's jitted training loop against rejax, in the same run.
+"""Pure-JAX SAC and PPO speed: polyak's jitted training loop against rejax, in the same run.
 
 Run it as ``python -m polyak.bench_jax`` (``--help`` lists the options), for example::
 
     python3 -m polyak.bench_jax --steps 20000 --seeds 1 8 --repeats 3 --markdown --libs polyak rejax
+    python3 -m polyak.bench_jax --algo ppo --steps 200000 --seeds 1 8 --repeats 3 --markdown
 
 What is measured
 ----------------
-SAC on Pendulum with the same hyperparameters in both libraries (:class:`JaxBenchConfig`; the
-details that no argument can make equal are listed by :func:`mismatches` and printed with the
-results). For every library and every seed count N of ``--seeds``:
+SAC (``--algo sac``) or PPO (``--algo ppo``) on Pendulum with the same hyperparameters in both
+libraries (:class:`JaxBenchConfig`, :class:`PPOJaxBenchConfig`; the details that no argument can
+make equal are listed by :func:`mismatches` and printed with the results). PPO runs whole
+rollouts: ``--steps`` is rounded up to a multiple of the rollout length in both libraries. For
+every library and every seed count N of ``--seeds``:
 
 * **polyak, jitted** -- the JAX env ``polyak/Pendulum-v1`` in :class:`polyak.jitted.JittedLoop`
-  (``lax.scan`` over env steps, ``vmap`` over the N seeds), with a model built as
-  :func:`polyak.jitted.train_seeds` builds it, run in chunks of ``--chunk`` steps;
-* **rejax, jitted** -- ``rejax.SAC.create(env="Pendulum-v1", ...)`` on gymnax's Pendulum,
+  (:class:`polyak.jitted.OnPolicyJittedLoop` for PPO; ``lax.scan`` over env steps, ``vmap`` over
+  the N seeds), with a model built as :func:`polyak.jitted.train_seeds` builds it, run in chunks of
+  ``--chunk`` steps (SAC: 1000, as train_seeds; PPO: whole rollouts, by default 10 per call, see
+  :attr:`PPOJaxBenchConfig.default_chunk`);
+* **rejax, jitted** -- ``rejax.get_algo(ALGO).create(env="Pendulum-v1", ...)`` on gymnax's Pendulum,
   ``jax.jit(algo.train)`` for one seed and ``jax.jit(jax.vmap(algo.train))`` for N > 1, with its
   periodic evaluation switched off (no initial evaluation, ``eval_freq`` = the whole run and a
   no-op evaluation callback), so nothing but training is timed;
 
-and, once per repeat, **polyak, host** -- ``polyak.SAC("MlpPolicy", "Pendulum-v1", ...).learn``,
-the Gymnasium host loop, for one seed.
+and, once per repeat, **polyak, host** -- ``polyak.SAC("MlpPolicy", "Pendulum-v1", ...).learn``
+(or ``polyak.PPO``), the Gymnasium host loop, for one seed.
 
 Every measurement runs in a fresh subprocess (no JIT cache or thread pool carries over), one after
 the other; with ``--repeats R`` the whole sequence runs R times, interleaved, and the tables show
@@ -27,8 +32,9 @@ medians (min-max) and same-run ratios repeat by repeat.
 
 * **compile s** -- jitted loops: tracing, lowering and XLA compilation of every program of the run
   (``jax.jit(f).lower(...).compile()``, ahead of the run). Host loop: the extra wall time that a
-  first model spends on its first ``learning_starts + 1`` steps (JIT compilation of the step
-  functions) compared with a second model of the same configuration, which finds them compiled.
+  first model spends on its first ``learning_starts + 1`` steps (PPO: its first rollout and update;
+  JIT compilation of the step functions) compared with a second model of the same configuration,
+  which finds them compiled.
 * **env-steps/s** -- ``seeds x steps / wall time`` of the compiled run, from the initial state to
   ``block_until_ready`` of the final one (network and buffer initialisation and the
   ``learning_starts`` warm-up steps included, compilation excluded). "per seed" = steps / wall time.
@@ -55,7 +61,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from polyak.bench import (RESULT_MARKER, _disturbed, _positive_int, library_versions, machine_info, render_table,
                           run_worker)
@@ -75,6 +81,7 @@ EVAL_SEED_OFFSET = 10_000  # seed s is evaluated on episodes seeded from 10000 +
 class JaxBenchConfig:
     """SAC hyperparameters given explicitly, and identically, to both libraries."""
 
+    algo: ClassVar[str] = "sac"
     learning_rate: float = 1e-3  # actor, critics and temperature
     buffer_size: int = 1_000_000
     batch_size: int = 256
@@ -91,64 +98,202 @@ class JaxBenchConfig:
     def describe(self) -> str:
         return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in dataclasses.asdict(self).items())
 
+    def run_steps(self, steps: int) -> int:
+        """Env steps per seed that both libraries actually run for --steps."""
+        return steps
 
-def polyak_kwargs(cfg: JaxBenchConfig, seed: int) -> dict[str, Any]:
-    """Keyword arguments of ``polyak.SAC("MlpPolicy", env, **kwargs)``."""
-    return dict(seed=seed, learning_rate=cfg.learning_rate, buffer_size=cfg.buffer_size, batch_size=cfg.batch_size,
-                tau=cfg.tau, gamma=cfg.gamma, learning_starts=cfg.learning_starts, train_freq=1,
-                gradient_steps=cfg.gradient_steps, ent_coef="auto", target_entropy="auto", target_update_interval=1,
-                normalize_obs=cfg.normalize_obs, reward_scale=1.0,
-                policy_kwargs=dict(net_arch=list(cfg.net_arch), n_critics=cfg.n_critics), verbose=0)
+    @property
+    def host_compile_steps(self) -> int:
+        """Steps after which the host loop has called every one of its jitted functions."""
+        return self.learning_starts + 1  # warm-up plus the first gradient step
+
+    @property
+    def default_chunk(self) -> int:
+        """Env steps per compiled call of polyak's jitted loop unless --chunk says otherwise (train_seeds')."""
+        return 1000
+
+    def polyak_kwargs(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments of ``polyak.SAC("MlpPolicy", env, **kwargs)``."""
+        return dict(seed=seed, learning_rate=self.learning_rate, buffer_size=self.buffer_size,
+                    batch_size=self.batch_size, tau=self.tau, gamma=self.gamma, learning_starts=self.learning_starts,
+                    train_freq=1, gradient_steps=self.gradient_steps, ent_coef="auto", target_entropy="auto",
+                    target_update_interval=1, normalize_obs=self.normalize_obs, reward_scale=1.0,
+                    policy_kwargs=dict(net_arch=list(self.net_arch), n_critics=self.n_critics), verbose=0)
+
+    def rejax_config(self, steps: int) -> dict[str, Any]:
+        """Keyword arguments of ``rejax.SAC.create(**config)`` (rejax 0.1.3); every field that matters is explicit."""
+        return dict(
+            env=REJAX_ENV, total_timesteps=steps,
+            eval_freq=steps, skip_initial_evaluation=True,  # one evaluation at the very end, replaced by a no-op
+            num_envs=1, buffer_size=self.buffer_size,
+            # rejax trains once global_step > fill_buffer, polyak once step >= learning_starts: with
+            # fill_buffer = learning_starts - 1 both take their first gradient step after the same env step
+            fill_buffer=max(0, self.learning_starts - 1),
+            batch_size=self.batch_size, learning_rate=self.learning_rate, gamma=self.gamma,
+            polyak=1.0 - self.tau, target_update_freq=1, num_epochs=self.gradient_steps,
+            hidden_layer_sizes=tuple(self.net_arch), agent_kwargs={"activation": "relu"},
+            num_critics=self.n_critics, max_grad_norm=math.inf, normalize_observations=self.normalize_obs,
+            normalize_rewards=False)
+
+    def hyperparameter_note(self, rejax: bool) -> str:
+        return (f"Hyperparameters{', identical in both libraries' if rejax else ''}: {self.describe()}; one "
+                "environment, one gradient step per env step, automatic temperature from alpha = 1 with target "
+                "entropy -dim(A) = -1, target critics updated after every gradient step"
+                + (" (rejax: polyak = 1 - tau, target_update_freq 1, fill_buffer = learning_starts - 1, num_epochs "
+                   "1, normalize_rewards off, no gradient clipping)." if rejax else "."))
+
+    def mismatches(self, steps: int) -> list[str]:
+        """What no argument can make equal between polyak and rejax 0.1.3 SAC (read from rejax's source)."""
+        updates = max(1, steps - self.learning_starts + 1)  # gradient steps per seed in both libraries
+        extra = min(steps, max(0, self.learning_starts - 1))  # warm-up steps that rejax computes under vmap
+        out = [
+            "Temperature loss: rejax minimises -alpha (log pi + H_target), polyak (like SB3) -log(alpha) (log pi + "
+            "H_target); both start at alpha = 1, so the first steps agree and later ones differ by a factor alpha "
+            "in the temperature gradient (same amount of computation).",
+            "Update order: rejax updates the actor first (against the old critics), then the critics (their target "
+            "uses the new actor), then alpha; polyak updates the critics, then the actor against the new critics, "
+            "then alpha. Same networks and batch, same FLOPs per gradient step.",
+            "Time limit: gymnax Pendulum reports the 200-step limit as done and rejax does not bootstrap there; "
+            "polyak stores it as a truncation and bootstraps from the true final observation.",
+            f"Warm-up: for the first {self.learning_starts} steps polyak acts uniformly at random, rejax with its "
+            "initial (untrained, stochastic) policy.",
+            "Replay sampling: polyak draws a batch uniformly with replacement, O(batch) per gradient step; rejax "
+            "draws without replacement with jax.random.choice(p=...), which draws a Gumbel key for every one of the "
+            f"buffer's {self.buffer_size:,} rows, O(buffer_size) per gradient step.",
+            "Observation normaliser: both update the running mean/var (initial count 1e-4) with the observation to "
+            "act on next (the reset one at an episode end) and normalise sampled batches with the current "
+            "statistics; polyak clips normalised observations to +-10, rejax does not.",
+            "Policy: polyak clips the log-std to [-20, 2], rejax to [-10, 2]; both are tanh-squashed Gaussians.",
+            "Under vmap (seeds > 1) rejax's per-seed step counter turns its 'start training' lax.cond into a select: "
+            f"its {extra} warm-up steps compute a gradient step each and discard it ({100 * extra / updates:.0f}% "
+            f"more gradient-step computation than the {updates} kept at --steps {steps}). polyak's step counter is "
+            "shared by all seeds, so its warm-up stays a real branch. With one seed rejax runs without vmap and "
+            "skips them too.",
+        ]
+        if self.buffer_size >= 200_000:
+            out.append(f"Because of rejax's O(buffer_size) sampling, its speed depends on --buffer-size; with "
+                       f"--steps <= --buffer-size no row is ever overwritten, so --buffer-size equal to --steps trains "
+                       f"the same way as {self.buffer_size:,} rows and shows the per-step cost without that term.")
+        return out
 
 
-def rejax_config(cfg: JaxBenchConfig, steps: int) -> dict[str, Any]:
-    """Keyword arguments of ``rejax.SAC.create(**config)`` (rejax 0.1.3); every field that matters is explicit."""
-    return dict(
-        env=REJAX_ENV, total_timesteps=steps,
-        eval_freq=steps, skip_initial_evaluation=True,  # one evaluation at the very end, replaced by a no-op
-        num_envs=1, buffer_size=cfg.buffer_size,
-        # rejax trains once global_step > fill_buffer, polyak once step >= learning_starts: with
-        # fill_buffer = learning_starts - 1 both take their first gradient step after the same env step
-        fill_buffer=max(0, cfg.learning_starts - 1),
-        batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
-        polyak=1.0 - cfg.tau, target_update_freq=1, num_epochs=cfg.gradient_steps,
-        hidden_layer_sizes=tuple(cfg.net_arch), agent_kwargs={"activation": "relu"}, num_critics=cfg.n_critics,
-        max_grad_norm=math.inf, normalize_observations=cfg.normalize_obs, normalize_rewards=False)
+@dataclass(frozen=True)
+class PPOJaxBenchConfig:
+    """PPO hyperparameters given explicitly, and with the same effect, to both libraries: SB3's defaults
+    with one environment, as the Gymnasium benchmark (polyak.bench) runs them."""
+
+    algo: ClassVar[str] = "ppo"
+    learning_rate: float = 3e-4  # policy and value
+    n_envs: int = 1  # rejax: num_envs
+    n_steps: int = 2048  # rollout length per env; rejax: num_steps
+    batch_size: int = 64  # minibatch size; rejax: num_minibatches = n_envs * n_steps / batch_size
+    n_epochs: int = 10  # rejax: num_epochs
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2  # rejax: clip_eps, which also clips the value; polyak: clip_range_vf = clip_range
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5  # rejax: 2 * vf_coef, because it halves the value loss
+    max_grad_norm: float = 0.5
+    net_arch: tuple[int, ...] = (64, 64)  # separate policy and value networks
+    activation: str = "tanh"
+    normalize_obs: bool = False  # SB3's default (no normaliser); polyak's own default would be True
+    # fixed, not arguments: advantages normalised per minibatch (both), Gaussian policy with a
+    # state-independent log-std initialised to 0 (both), constant learning rate, no reward normalisation
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in dataclasses.asdict(self).items())
+
+    def validate(self) -> None:
+        if self.n_steps < 1 or (self.n_envs * self.n_steps) % self.batch_size:
+            raise SystemExit(f"--n-steps ({self.n_steps}) x n_envs ({self.n_envs}) must be a positive multiple of "
+                             f"batch_size ({self.batch_size}): rejax splits a rollout into equal minibatches")
+
+    def run_steps(self, steps: int) -> int:
+        """Both libraries run whole rollouts: --steps rounded up to a multiple of n_envs x n_steps."""
+        rollout = self.n_envs * self.n_steps
+        return -(-steps // rollout) * rollout
+
+    @property
+    def host_compile_steps(self) -> int:
+        return self.n_envs * self.n_steps  # one rollout and its update: start, collect and collect_update have run
+
+    @property
+    def default_chunk(self) -> int:
+        """Ten rollouts per compiled call. With one rollout per call (what train_seeds' chunk of 1000 rounds
+        to) XLA:CPU drops the loop over rollouts (trip count 1) and runs the rollout and the update at the
+        program's top level, measured ~35% slower per rollout than inside a loop (rejax's train_iteration
+        called alone is slower in the same way); from two rollouts per call on, the loop stays."""
+        return 10 * self.n_envs * self.n_steps
+
+    def polyak_kwargs(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments of ``polyak.PPO("MlpPolicy", env, **kwargs)``."""
+        return dict(seed=seed, learning_rate=self.learning_rate, n_steps=self.n_steps, batch_size=self.batch_size,
+                    n_epochs=self.n_epochs, gamma=self.gamma, gae_lambda=self.gae_lambda, clip_range=self.clip_range,
+                    clip_range_vf=self.clip_range, normalize_advantage=True, ent_coef=self.ent_coef,
+                    vf_coef=self.vf_coef, max_grad_norm=self.max_grad_norm, normalize_obs=self.normalize_obs,
+                    normalize_reward=False,
+                    policy_kwargs=dict(net_arch=list(self.net_arch), activation_fn=self.activation), verbose=0)
+
+    def rejax_config(self, steps: int) -> dict[str, Any]:
+        """Keyword arguments of ``rejax.PPO.create(**config)`` (rejax 0.1.3); every field that matters is explicit."""
+        steps = self.run_steps(steps)
+        return dict(
+            env=REJAX_ENV, total_timesteps=steps,
+            eval_freq=steps, skip_initial_evaluation=True,  # one evaluation at the very end, replaced by a no-op
+            num_envs=self.n_envs, num_steps=self.n_steps, num_epochs=self.n_epochs,
+            num_minibatches=self.n_envs * self.n_steps // self.batch_size, learning_rate=self.learning_rate,
+            gamma=self.gamma, gae_lambda=self.gae_lambda, clip_eps=self.clip_range, ent_coef=self.ent_coef,
+            vf_coef=2.0 * self.vf_coef, max_grad_norm=self.max_grad_norm,
+            agent_kwargs={"activation": self.activation, "hidden_layer_sizes": tuple(self.net_arch)},
+            normalize_observations=self.normalize_obs, normalize_rewards=False)
+
+    def hyperparameter_note(self, rejax: bool) -> str:
+        return (f"Hyperparameters{', identical in effect in both libraries' if rejax else ''}: {self.describe()}; "
+                "advantages normalised per minibatch, Gaussian policy with a state-independent log-std from 0"
+                + (" (rejax: num_envs, num_steps, num_epochs, num_minibatches = n_envs x n_steps / batch_size, "
+                   "clip_eps = clip_range for the policy and the value (polyak: clip_range_vf = clip_range), "
+                   "vf_coef = 2 x vf_coef as rejax halves the value loss, agent_kwargs activation and "
+                   "hidden_layer_sizes, normalize_rewards off)." if rejax else "."))
+
+    def mismatches(self, steps: int) -> list[str]:
+        """What no argument can make equal between polyak and rejax 0.1.3 PPO (read from rejax's source)."""
+        return [
+            f"Gradient clipping: rejax clips every gradient element to +-{self.max_grad_norm} (optax.clip), polyak "
+            f"(like SB3) the global gradient norm to {self.max_grad_norm} (optax.clip_by_global_norm).",
+            "Optimiser: rejax keeps two Adam optimisers (eps 1e-8), one per network, and takes two gradients per "
+            "minibatch (actor loss, then critic loss); polyak one Adam (eps 1e-5, as SB3) and one gradient of the "
+            "joint loss. The networks share no parameters, so the gradients are the same up to the clipping.",
+            "Values: rejax evaluates V(s_t) inside the collection loop, one observation per step; polyak evaluates "
+            "V(s_t) and V(s'_t) for the whole rollout in two batched passes at the update (V(s') bootstraps "
+            "time-limit truncations).",
+            "Time limit: gymnax Pendulum reports the 200-step limit as done and rejax does not bootstrap there; "
+            "polyak marks it as a truncation and bootstraps from V of the true final observation.",
+            "Actions: rejax samples a Gaussian in the env's units ([-2, 2], std 1 at the start) and clips it; "
+            "polyak samples in [-1, 1] (std 1 there, 2 in the env's units), clips and rescales. Same cost.",
+            "Initialisation: rejax uses Flax's default (LeCun normal, zero bias), polyak orthogonal weights (gain "
+            "sqrt 2; 0.01 for the policy's output, 1 for the value's). No effect on the cost of a step.",
+            "Diagnostics: polyak's update also computes approx. KL, clip fraction, entropy, gradient norm and "
+            "explained variance and checks them for NaN/inf; rejax computes none of these.",
+        ]
 
 
-def mismatches(cfg: JaxBenchConfig, steps: int) -> list[str]:
-    """What no argument can make equal between polyak and rejax 0.1.3 SAC (read from rejax's source)."""
-    updates = max(1, steps - cfg.learning_starts + 1)  # gradient steps per seed in both libraries
-    extra = min(steps, max(0, cfg.learning_starts - 1))  # warm-up steps that rejax computes under vmap
-    out = [
-        "Temperature loss: rejax minimises -alpha (log pi + H_target), polyak (like SB3) -log(alpha) (log pi + "
-        "H_target); both start at alpha = 1, so the first steps agree and later ones differ by a factor alpha "
-        "in the temperature gradient (same amount of computation).",
-        "Update order: rejax updates the actor first (against the old critics), then the critics (their target "
-        "uses the new actor), then alpha; polyak updates the critics, then the actor against the new critics, "
-        "then alpha. Same networks and batch, same FLOPs per gradient step.",
-        "Time limit: gymnax Pendulum reports the 200-step limit as done and rejax does not bootstrap there; "
-        "polyak stores it as a truncation and bootstraps from the true final observation.",
-        f"Warm-up: for the first {cfg.learning_starts} steps polyak acts uniformly at random, rejax with its "
-        "initial (untrained, stochastic) policy.",
-        "Replay sampling: polyak draws a batch uniformly with replacement, O(batch) per gradient step; rejax "
-        "draws without replacement with jax.random.choice(p=...), which draws a Gumbel key for every one of the "
-        f"buffer's {cfg.buffer_size:,} rows, O(buffer_size) per gradient step.",
-        "Observation normaliser: both update the running mean/var (initial count 1e-4) with the observation to "
-        "act on next (the reset one at an episode end) and normalise sampled batches with the current "
-        "statistics; polyak clips normalised observations to +-10, rejax does not.",
-        "Policy: polyak clips the log-std to [-20, 2], rejax to [-10, 2]; both are tanh-squashed Gaussians.",
-        "Under vmap (seeds > 1) rejax's per-seed step counter turns its 'start training' lax.cond into a select: "
-        f"its {extra} warm-up steps compute a gradient step each and discard it ({100 * extra / updates:.0f}% "
-        f"more gradient-step computation than the {updates} kept at --steps {steps}). polyak's step counter is "
-        "shared by all seeds, so its warm-up stays a real branch. With one seed rejax runs without vmap and "
-        "skips them too.",
-    ]
-    if cfg.buffer_size >= 200_000:
-        out.append(f"Because of rejax's O(buffer_size) sampling, its speed depends on --buffer-size; with --steps "
-                   f"<= --buffer-size no row is ever overwritten, so --buffer-size equal to --steps trains the same "
-                   f"way as {cfg.buffer_size:,} rows and shows the per-step cost without that term.")
-    return out
+BENCH_CONFIGS: dict[str, type] = {"sac": JaxBenchConfig, "ppo": PPOJaxBenchConfig}
+BenchConfigType = JaxBenchConfig | PPOJaxBenchConfig
+
+
+def polyak_kwargs(cfg: BenchConfigType, seed: int) -> dict[str, Any]:
+    """Keyword arguments of ``polyak.ALGO("MlpPolicy", env, **kwargs)`` for the benchmark's algorithm."""
+    return cfg.polyak_kwargs(seed)
+
+
+def rejax_config(cfg: BenchConfigType, steps: int) -> dict[str, Any]:
+    """Keyword arguments of ``rejax.get_algo(cfg.algo).create(**config)``."""
+    return cfg.rejax_config(steps)
+
+
+def mismatches(cfg: BenchConfigType, steps: int) -> list[str]:
+    """What no argument can make equal between polyak and rejax 0.1.3."""
+    return cfg.mismatches(steps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,19 +316,21 @@ def _polyak_eval(model: Any, seed: int, episodes: int) -> float:
     return float(sum(returns) / len(returns))
 
 
-def run_polyak_host(cfg: JaxBenchConfig, steps: int, seed: int, episodes: int) -> dict[str, Any]:
+def run_polyak_host(cfg: BenchConfigType, steps: int, seed: int, episodes: int) -> dict[str, Any]:
     """polyak's Gymnasium host loop for one seed: compile with a first model, time a second one."""
     import polyak
 
-    first_steps = cfg.learning_starts + 1  # warm-up plus the first gradient step: every step function has run
-    first = polyak.SAC("MlpPolicy", HOST_ENV, **polyak_kwargs(cfg, seed))
+    algo_cls = polyak.ALGORITHMS[cfg.algo]
+    steps = cfg.run_steps(steps)
+    first_steps = cfg.host_compile_steps  # every jitted step function has run once
+    first = algo_cls("MlpPolicy", HOST_ENV, **polyak_kwargs(cfg, seed))
     t0 = time.perf_counter()
     first.learn(first_steps)
     first_s = time.perf_counter() - t0
     del first
 
     # a second model of the same configuration shares the jitted functions (polyak.algos.base.compiled)
-    model = polyak.SAC("MlpPolicy", HOST_ENV, **polyak_kwargs(cfg, seed))
+    model = algo_cls("MlpPolicy", HOST_ENV, **polyak_kwargs(cfg, seed))
     mark: dict[str, float] = {}
 
     def callback(m: Any) -> None:
@@ -198,7 +345,7 @@ def run_polyak_host(cfg: JaxBenchConfig, steps: int, seed: int, episodes: int) -
     return {"compile_s": compile_s, "run_s": run_s, "steps": int(model.num_timesteps), "final_returns": returns}
 
 
-def run_polyak_jitted(cfg: JaxBenchConfig, steps: int, seeds: list[int], episodes: int,
+def run_polyak_jitted(cfg: BenchConfigType, steps: int, seeds: list[int], episodes: int,
                       chunk: int) -> dict[str, Any]:
     """polyak's fully jitted loop on polyak/Pendulum-v1, all seeds vmapped, as train_seeds runs it."""
     import gymnasium as gym
@@ -206,15 +353,22 @@ def run_polyak_jitted(cfg: JaxBenchConfig, steps: int, seeds: list[int], episode
     import jax.numpy as jnp
 
     import polyak
-    from polyak.jitted import JittedLoop
+    from polyak.jitted import JittedLoop, OnPolicyJittedLoop
 
-    vector_env = gym.make_vec(POLYAK_JAX_ENV, num_envs=1, vectorization_mode="vector_entry_point")
+    n_envs = getattr(cfg, "n_envs", 1)
+    vector_env = gym.make_vec(POLYAK_JAX_ENV, num_envs=n_envs, vectorization_mode="vector_entry_point")
     jax_env, params = vector_env.env, vector_env.params
-    models = [polyak.SAC("MlpPolicy", vector_env, **polyak_kwargs(cfg, seed)) for seed in seeds]  # as train_seeds
+    models = [polyak.ALGORITHMS[cfg.algo]("MlpPolicy", vector_env, **polyak_kwargs(cfg, seed))
+              for seed in seeds]  # as train_seeds
     spec = models[0].spec
+    steps = cfg.run_steps(steps) // n_envs  # vector steps
+    loop_cls = JittedLoop
+    if isinstance(cfg, PPOJaxBenchConfig):  # as train_seeds: chunks of whole rollouts
+        loop_cls, rollout = OnPolicyJittedLoop, cfg.n_steps
+        chunk = max(rollout, chunk // rollout * rollout)
     chunk = min(chunk, steps)
     full, rest = divmod(steps, chunk)
-    loops = {n: JittedLoop(spec, jax_env, params, n) for n in {chunk, rest} if n}
+    loops = {n: loop_cls(spec, jax_env, params, n) for n in {chunk, rest} if n}
     plan = [chunk] * full + ([rest] if rest else [])
     seed_array = jnp.asarray(seeds, jnp.uint32)
 
@@ -242,12 +396,14 @@ def run_polyak_jitted(cfg: JaxBenchConfig, steps: int, seeds: list[int], episode
 
 
 def _rejax_eval(algo: Any, ts: Any, seeds: list[int], episodes: int, batched: bool) -> list[float]:
-    """Mean deterministic return (tanh of the policy mean) per seed, on gymnax Pendulum, in one jitted call."""
+    """Mean deterministic return per seed, on gymnax Pendulum, in one jitted call: the policy's mean action,
+    squashed by tanh (SAC) or clipped to the bounds (PPO), in the env's units."""
     import jax
     import jax.numpy as jnp
 
     env, env_params = algo.env, algo.env_params
     space = algo.action_space
+    squashed = type(algo).__name__ == "SAC"
     low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
     max_steps = int(env_params.max_steps_in_episode)
 
@@ -255,7 +411,9 @@ def _rejax_eval(algo: Any, ts: Any, seeds: list[int], episodes: int, batched: bo
         if algo.normalize_observations:
             obs = algo.normalize_obs(ts.obs_rms_state, obs)
         mean = algo.actor.apply(ts.actor_ts.params, obs[None], method="_action_dist").mean()[0]
-        return low + 0.5 * (jnp.tanh(mean) + 1.0) * (high - low)
+        if squashed:
+            return low + 0.5 * (jnp.tanh(mean) + 1.0) * (high - low)
+        return jnp.clip(mean, low, high)  # rejax's GaussianPolicy acts in the env's units and clips
 
     def episode(ts: Any, key: Any) -> Any:
         k_reset, k_steps = jax.random.split(key)
@@ -282,13 +440,13 @@ def _rejax_eval(algo: Any, ts: Any, seeds: list[int], episodes: int, batched: bo
     return [float(x) for x in jax.device_get(means)]
 
 
-def run_rejax(cfg: JaxBenchConfig, steps: int, seeds: list[int], episodes: int) -> dict[str, Any]:
-    """rejax SAC on gymnax Pendulum-v1: jax.jit(algo.train), vmapped over the seeds when there are several."""
+def run_rejax(cfg: BenchConfigType, steps: int, seeds: list[int], episodes: int) -> dict[str, Any]:
+    """rejax on gymnax Pendulum-v1: jax.jit(algo.train), vmapped over the seeds when there are several."""
     import jax
     import jax.numpy as jnp
     import rejax
 
-    algo = rejax.get_algo("sac").create(**rejax_config(cfg, steps))
+    algo = rejax.get_algo(cfg.algo).create(**rejax_config(cfg, steps))
     algo = algo.replace(eval_callback=_no_evaluation)
     batched = len(seeds) > 1
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds]) if batched else jax.random.PRNGKey(seeds[0])
@@ -309,7 +467,7 @@ def run_rejax(cfg: JaxBenchConfig, steps: int, seeds: list[int], episodes: int) 
             "final_returns": _rejax_eval(algo, ts, seeds, episodes, batched)}
 
 
-def run_task(task: str, cfg: JaxBenchConfig, steps: int, seed: int, episodes: int, chunk: int) -> dict[str, Any]:
+def run_task(task: str, cfg: BenchConfigType, steps: int, seed: int, episodes: int, chunk: int) -> dict[str, Any]:
     lib, loop, n = task.split(":")
     seeds = [seed + i for i in range(int(n))]
     if lib == "polyak" and loop == "host":
@@ -319,12 +477,12 @@ def run_task(task: str, cfg: JaxBenchConfig, steps: int, seed: int, episodes: in
     else:
         out = run_rejax(cfg, steps, seeds, episodes)
     total = len(seeds) * out["steps"] / out["run_s"]
-    return {"lib": lib, "loop": loop, "seeds": len(seeds), "status": "ok", **out,
+    return {"lib": lib, "loop": loop, "seeds": len(seeds), "algo": cfg.algo, "status": "ok", **out,
             "steps_per_s_total": total, "steps_per_s_per_seed": total / len(seeds),
             "final_return_mean": sum(out["final_returns"]) / len(out["final_returns"])}
 
 
-def _worker(task: str, cfg: JaxBenchConfig, steps: int, seed: int, episodes: int, chunk: int) -> int:
+def _worker(task: str, cfg: BenchConfigType, steps: int, seed: int, episodes: int, chunk: int) -> int:
     lib = task.split(":")[0]
     try:
         __import__(LIB_MODULES[lib])
@@ -343,9 +501,13 @@ def _worker(task: str, cfg: JaxBenchConfig, steps: int, seed: int, episodes: int
 
 def _spawn(task: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one worker in a fresh interpreter; also record how many cores other processes kept busy."""
-    cmd = [sys.executable, "-m", "polyak.bench_jax", "--worker", task, "--steps", str(args.steps),
-           "--seed", str(args.seed), "--buffer-size", str(args.buffer_size), "--learning-starts",
-           str(args.learning_starts), "--eval-episodes", str(args.eval_episodes), "--chunk", str(args.chunk)]
+    cmd = [sys.executable, "-m", "polyak.bench_jax", "--worker", task, "--algo", args.algo, "--steps",
+           str(args.steps), "--seed", str(args.seed), "--eval-episodes", str(args.eval_episodes), "--chunk",
+           str(args.chunk)]
+    for flag in ALGO_FLAGS[args.algo]:  # the algorithm's own options, as given (None: its default)
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            cmd += [flag, str(value)]
     return run_worker(cmd)
 
 
@@ -376,12 +538,12 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_all(args: argparse.Namespace, cfg: BenchConfigType) -> list[dict[str, Any]]:
     runs = []
     todo = tasks(args)
     for i, (repeat, task) in enumerate(todo, 1):
         lib, loop, n = task.split(":")
-        _log(f"[{i}/{len(todo)}] {lib} {loop} loop, {n} seed(s) x {args.steps} steps"
+        _log(f"[{i}/{len(todo)}] {lib} {cfg.algo.upper()} {loop} loop, {n} seed(s) x {cfg.run_steps(args.steps)} steps"
              + (f", repeat {repeat + 1}/{args.repeats}" if args.repeats > 1 else "") + " ...")
         result = _spawn(task, args)
         result.update(lib=lib, loop=loop, seeds=int(n), repeat=repeat)
@@ -497,29 +659,40 @@ def ratio_tables(runs: list[dict[str, Any]], summary: dict[str, Any], args: argp
     return median_table, repeat_table, {"of_medians": medians, "per_repeat": per_repeat}
 
 
-def notes(cfg: JaxBenchConfig, args: argparse.Namespace) -> list[str]:
+def notes(cfg: BenchConfigType, args: argparse.Namespace) -> list[str]:
     rejax = "rejax" in args.libs
-    out = [f"Hyperparameters{', identical in both libraries' if rejax else ''}: {cfg.describe()}; one environment, "
-           "one gradient step per env step, automatic temperature from alpha = 1 with target entropy -dim(A) = -1, "
-           "target critics updated after every gradient step"
-           + (" (rejax: polyak = 1 - tau, target_update_freq 1, fill_buffer = learning_starts - 1, num_epochs 1, "
-              "normalize_rewards off, no gradient clipping)." if rejax else ".")]
+    sac = isinstance(cfg, JaxBenchConfig)
+    steps = cfg.run_steps(args.steps)
+    out = [cfg.hyperparameter_note(rejax)]
+    if steps != args.steps:
+        out.append(f"Every library runs {steps} env steps per seed: --steps {args.steps} rounded up to whole rollouts "
+                   f"of {cfg.n_envs} x {cfg.n_steps}.")
     out.append("env-steps/s = seeds x steps / wall time of the compiled run (initial state to block_until_ready; "
-               f"includes the {cfg.learning_starts} warm-up steps, excludes compilation). compile s: jitted loops = "
-               "lower + XLA compile of all programs ahead of the run; host loop = a first model's extra time over "
-               f"its first {cfg.learning_starts + 1} steps against a second model that finds the functions compiled.")
+               + (f"includes the {cfg.learning_starts} warm-up steps, " if sac else "")
+               + "excludes compilation). compile s: jitted loops = lower + XLA compile of all programs ahead of the "
+               f"run; host loop = a first model's extra time over its first {cfg.host_compile_steps} steps against a "
+               "second model that finds the functions compiled.")
+    chunk = min(args.chunk, steps) if sac else min(steps, max(cfg.n_steps, args.chunk // cfg.n_steps * cfg.n_steps))
+    host_calls = ("a buffer-write call and a training-step call per env step, both jitted and donated" if sac else
+                  "one jitted, donated collect call per env step, with the update in the call of a rollout's last "
+                  "step")
     out.append(f"polyak jitted runs {POLYAK_JAX_ENV} (JAX, equal to Gymnasium's step for step) in "
-               f"polyak.jitted.JittedLoop, chunks of {min(args.chunk, args.steps)} steps, vmapped over seeds "
-               "(one seed runs without vmap); polyak host runs Gymnasium's Pendulum-v1 in SAC.learn (a buffer-write call and a "
-               "training-step call per env step, both jitted and donated)"
+               f"polyak.jitted.{'JittedLoop' if sac else 'OnPolicyJittedLoop'}, chunks of {chunk} steps, vmapped over "
+               f"seeds (one seed runs without vmap); polyak host runs Gymnasium's Pendulum-v1 in "
+               f"{cfg.algo.upper()}.learn ({host_calls})"
                + ("; rejax runs gymnax Pendulum-v1 in jax.jit(algo.train), with jax.vmap over the seeds when "
                   "there are several." if rejax else "."))
-    out.append(f"final return: deterministic policy (tanh of the mean), {args.eval_episodes} episode(s) per seed, "
-               "mean over seeds; polyak on Gymnasium Pendulum-v1 (reset seeds 10000 + seed, ...)"
+    out.append(f"final return: deterministic policy ({'tanh of the mean' if sac else 'the mean, clipped to the bounds'}"
+               f"), {args.eval_episodes} episode(s) per seed, mean over seeds; polyak on Gymnasium Pendulum-v1 (reset "
+               "seeds 10000 + seed, ...)"
                + (", rejax on gymnax Pendulum-v1 (keys from PRNGKey(10000 + seed))" if rejax else "")
                + "; not timed.")
+    if not sac and chunk < 2 * cfg.n_envs * cfg.n_steps:
+        out.append("One rollout per compiled call: XLA:CPU drops a loop of one trip, so the rollout and the update "
+                   "run at the program's top level, which measured ~35% slower per rollout than inside a loop of "
+                   "two or more rollouts (the default chunk is 10 rollouts).")
     if rejax:
-        out += ["Not matchable by arguments: " + line for line in mismatches(cfg, args.steps)]
+        out += ["Not matchable by arguments: " + line for line in mismatches(cfg, steps)]
     if args.repeats == 1:
         out.append("A single repeat: on a shared machine env-steps/s can vary a lot between runs; use --repeats 3 "
                    "(runs are interleaved; tables show median (min–max) and same-run ratios).")
@@ -541,23 +714,29 @@ def problems(runs: list[dict[str, Any]]) -> list[str]:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m polyak.bench_jax",
-        description="Pure-JAX SAC speed on Pendulum: polyak's jitted loop (and its host loop) against rejax, "
-                    "matched hyperparameters, each measurement in a fresh subprocess.")
+        description="Pure-JAX SAC or PPO speed on Pendulum: polyak's jitted loop (and its host loop) against "
+                    "rejax, matched hyperparameters, each measurement in a fresh subprocess.")
+    parser.add_argument("--algo", choices=sorted(BENCH_CONFIGS), default="sac", help="algorithm (default: sac)")
     parser.add_argument("--steps", type=_positive_int, default=20_000, help="env steps per seed (default: 20000)")
     parser.add_argument("--seeds", type=_positive_int, nargs="+", default=[1, 8],
                         help="seed counts to vmap (default: 1 8)")
     parser.add_argument("--libs", nargs="+", choices=LIBS, default=list(LIBS), help="libraries (default: polyak rejax)")
     parser.add_argument("--repeats", type=_positive_int, default=3, help="interleaved repeats; medians (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; N seeds are seed..seed+N-1 (default: 0)")
-    parser.add_argument("--buffer-size", type=_positive_int, default=JaxBenchConfig.buffer_size,
-                        help=f"replay buffer rows per seed, both libraries (default: {JaxBenchConfig.buffer_size})")
-    parser.add_argument("--learning-starts", type=int, default=JaxBenchConfig.learning_starts,
-                        help=f"warm-up env steps before the first gradient step (default: "
+    parser.add_argument("--buffer-size", type=_positive_int, default=None,
+                        help=f"SAC: replay buffer rows per seed, both libraries "
+                             f"(default: {JaxBenchConfig.buffer_size})")
+    parser.add_argument("--learning-starts", type=int, default=None,
+                        help=f"SAC: warm-up env steps before the first gradient step (default: "
                              f"{JaxBenchConfig.learning_starts})")
+    parser.add_argument("--n-steps", type=_positive_int, default=None,
+                        help=f"PPO: rollout length, a multiple of the minibatch size {PPOJaxBenchConfig.batch_size} "
+                             f"(default: {PPOJaxBenchConfig.n_steps})")
     parser.add_argument("--eval-episodes", type=_positive_int, default=10,
                         help="deterministic evaluation episodes per seed after training (default: 10)")
-    parser.add_argument("--chunk", type=_positive_int, default=1000,
-                        help="env steps per compiled call of polyak's jitted loop, as train_seeds (default: 1000)")
+    parser.add_argument("--chunk", type=_positive_int, default=None,
+                        help="env steps per compiled call of polyak's jitted loop (default: SAC 1000, as train_seeds; "
+                             "PPO 10 rollouts; PPO chunks are whole rollouts, at least one)")
     parser.add_argument("--no-host", action="store_true", help="skip polyak's host (Gymnasium) loop")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write all raw numbers as JSON")
@@ -565,16 +744,35 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ALGO_FLAGS = {"sac": ("--buffer-size", "--learning-starts"), "ppo": ("--n-steps",)}  # options of one algorithm
+
+
+def make_config(args: argparse.Namespace) -> BenchConfigType:
+    """The algorithm's benchmark configuration from the command line; options of another algorithm are errors."""
+    given = {flag: getattr(args, flag.lstrip("-").replace("-", "_")) for flags in ALGO_FLAGS.values() for flag in flags}
+    wrong = [flag for flag, value in given.items() if value is not None and flag not in ALGO_FLAGS[args.algo]]
+    if wrong:
+        raise SystemExit(f"{', '.join(wrong)} do(es) not apply to --algo {args.algo}")
+    fields = {flag.lstrip("-").replace("-", "_"): value for flag, value in given.items() if value is not None}
+    cfg = BENCH_CONFIGS[args.algo](**fields)
+    if isinstance(cfg, PPOJaxBenchConfig):
+        cfg.validate()
+    else:
+        if cfg.learning_starts < 1:
+            raise SystemExit("--learning-starts must be >= 1")
+        if cfg.buffer_size < cfg.batch_size:
+            raise SystemExit(f"--buffer-size must be >= batch_size ({cfg.batch_size})")
+    return cfg
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
     args.libs = list(dict.fromkeys(args.libs))
     args.seeds = list(dict.fromkeys(args.seeds))
-    cfg = JaxBenchConfig(buffer_size=args.buffer_size, learning_starts=args.learning_starts)
-    if cfg.learning_starts < 1:
-        raise SystemExit("--learning-starts must be >= 1")
-    if cfg.buffer_size < cfg.batch_size:
-        raise SystemExit(f"--buffer-size must be >= batch_size ({cfg.batch_size})")
+    cfg = make_config(args)
+    if args.chunk is None:
+        args.chunk = cfg.default_chunk
     if args.worker is not None:
         return _worker(args.worker, cfg, args.steps, args.seed, args.eval_episodes, args.chunk)
     if "rejax" in args.libs:
@@ -583,13 +781,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = args.markdown
     started = datetime.datetime.now().astimezone()
     machine, versions = machine_info(), library_versions(VERSION_PACKAGES)
-    runs = run_all(args)
+    runs = run_all(args, cfg)
     summary = summarize(runs)
 
     bullet = "- " if md else ""
     title = "polyak against rejax" if len(args.libs) > 1 else args.libs[0]
-    print(f"{'## ' if md else ''}Pure-JAX SAC on Pendulum-v1: {title}, {args.steps} env steps per seed, median of "
-          f"{args.repeats} repeat(s)\n")
+    print(f"{'## ' if md else ''}Pure-JAX {cfg.algo.upper()} on Pendulum-v1: {title}, {cfg.run_steps(args.steps)} env "
+          f"steps per seed, median of {args.repeats} repeat(s)\n")
     print(f"{bullet}command: `python3 -m polyak.bench_jax {shlex.join(argv)}`")
     print(f"{bullet}date: {started.isoformat(timespec='seconds')}")
     print(f"{bullet}machine: {machine['cpu']}, nproc {machine['usable_cores']} ({machine['logical_cores']} logical "
@@ -616,7 +814,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.out is not None:
         record = {"benchmark": "polyak.bench_jax", "command": f"python3 -m polyak.bench_jax {shlex.join(argv)}",
-                  "date": started.isoformat(timespec="seconds"), "steps": args.steps, "seeds": args.seeds,
+                  "date": started.isoformat(timespec="seconds"), "algo": cfg.algo, "steps": args.steps,
+                  "steps_run": cfg.run_steps(args.steps), "seeds": args.seeds,
                   "libs": args.libs, "repeats": args.repeats, "first_seed": args.seed,
                   "hyperparameters": dataclasses.asdict(cfg), "rejax_config": {
                       k: (repr(v) if isinstance(v, float) and math.isinf(v) else v)

@@ -40,7 +40,13 @@ def make_training_env(env_id: str, n_envs: int = 1, env_kwargs: dict[str, Any] |
     env_kwargs = env_kwargs or {}
     if n_envs == 1:
         return gym.make(env_id, **env_kwargs)
-    return gym.make_vec(env_id, num_envs=n_envs, **env_kwargs)
+    entry = gym.spec(env_id).vector_entry_point
+    if isinstance(entry, str) and entry.startswith("polyak."):  # polyak's JAX envs: one vmapped call, SAME_STEP
+        return gym.make_vec(env_id, num_envs=n_envs, **env_kwargs)
+    # Gymnasium's own vector envs (e.g. CartPole's) auto-reset on the NEXT step: use sync copies with
+    # SAME_STEP autoreset: every vector step is a transition (on-policy rollouts need that)
+    return gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env_kwargs)
 
 
 def training_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int, dict[str, Any]]:
@@ -78,8 +84,14 @@ def build_model(algo: str, env_id, seed: int, hyperparameters: dict[str, Any], v
             raise SystemExit(f"action_noise must be 'normal:SIGMA' or 'ou:SIGMA', got {noise!r}")
     elif noise is not None:
         raise SystemExit(f"action_noise must be 'normal:SIGMA' or 'ou:SIGMA', got {noise!r}")
-    return polyak.ALGORITHMS[algo]("MlpPolicy", env_id, seed=seed, action_noise=noise,
-                                   policy_kwargs=policy_kwargs or None, verbose=verbose, **hp)
+    import inspect
+
+    cls = polyak.ALGORITHMS[algo]
+    if "action_noise" in inspect.signature(cls.__init__).parameters:
+        hp["action_noise"] = noise
+    elif noise is not None:
+        raise SystemExit(f"{algo} takes no action_noise (it is not an off-policy method with a deterministic actor)")
+    return cls("MlpPolicy", env_id, seed=seed, policy_kwargs=policy_kwargs or None, verbose=verbose, **hp)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -93,6 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_many(args)
     if args.workers is not None or args.backend != "local" or args.address:
         raise SystemExit("--workers, --backend and --address apply to several seeds: add --seeds N")
+    if args.algo == "qlearning":  # tabular: no networks, no vector envs; its own short branch
+        return train_tabular(args)
     hp, n_envs, env_kwargs = training_settings(args)
     env = make_training_env(args.env, n_envs, env_kwargs)
     model = build_model(args.algo, env, args.seed, hp)
@@ -103,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               "steps": args.steps, "seed": args.seed, **({"variant": args.variant} if args.variant else {}),
               "library_version": __version__, "command": " ".join(sys.argv),
               "overrides": hp, "hyperparameters": model.config.to_dict(),
-              "action_noise": None if model.action_noise is None else repr(model.action_noise)}
+              "action_noise": None if getattr(model, "action_noise", None) is None else repr(model.action_noise)}
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     print(f"polyak {args.algo.upper()} on {args.env}: {args.steps} steps, seed {args.seed} -> {run_dir}", flush=True)
 
@@ -131,17 +145,90 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
               "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
               "steps_per_second": round(args.steps / train_s, 1), "steps": model.num_timesteps}
-    from polyak.evaluation import evaluate_q_bias  # the critic's Q(s_t, a_t) vs the return obtained, same episodes
+    q_bias = None
+    if hasattr(model, "predict_q"):  # the critic's Q(s_t, a_t) vs the return obtained, same episodes
+        from polyak.evaluation import evaluate_q_bias
 
-    q_bias = evaluate_q_bias(model, make_training_env(args.env, 1, env_kwargs), args.eval_episodes, seed=10_000 + args.seed)
-    result.update(q_bias=q_bias["bias_mean"], q_bias_t0=q_bias["bias_t0"],
-                  q_bias_normalized=q_bias["bias_normalized"], q_bias_details=q_bias)
+        q_bias = evaluate_q_bias(model, make_training_env(args.env, 1, env_kwargs), args.eval_episodes,
+                                 seed=10_000 + args.seed)
+        result.update(q_bias=q_bias["bias_mean"], q_bias_t0=q_bias["bias_t0"],
+                      q_bias_normalized=q_bias["bias_normalized"], q_bias_details=q_bias)
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     plot_learning_curve(run_dir, f"{args.algo.upper()} on {args.env} (seed {args.seed})", result["eval_return_mean"])
     print(f"deterministic evaluation over {args.eval_episodes} episodes: "
           f"{result['eval_return_mean']:.1f} ± {result['eval_return_std']:.1f}  "
           f"({result['steps_per_second']:.0f} steps/s)")
-    print(q_bias_text(q_bias))
+    if q_bias is not None:
+        print(q_bias_text(q_bias))
+    print(f"run folder: {run_dir}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
+          f"learning_curve.png, {MODEL_FILE}, eval.json)")
+    return 0
+
+
+def train_tabular(args: argparse.Namespace) -> int:
+    """`polyak train qlearning`: tabular Q-learning (polyak/algos/tabular.py) on a Discrete x Discrete env.
+
+    Writes the same run folder as the other algorithms. eval.json adds, when the env exposes its model
+    (Gymnasium toy-text: env.unwrapped.P), the greedy policy's exact value from the start state,
+    policy_value_start, against the optimum by value iteration, optimal_value_start, and their gap.
+    """
+    import numpy as np
+
+    from polyak import __version__
+    from polyak.algos.tabular import QLearning, policy_gap, transition_model
+    from polyak.common.logger import RunLogger, plot_learning_curve
+    from polyak.evaluation import evaluate_policy
+
+    hp, n_envs, env_kwargs = training_settings(args)
+    if n_envs != 1 or args.save_buffer:
+        raise SystemExit("qlearning trains on one environment and has no replay buffer: drop --n-envs/--save-buffer")
+    model = QLearning(make_training_env(args.env, 1, env_kwargs), seed=args.seed, **hp)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"qlearning-{args.env.replace('/', '_')}-s{args.seed}-{stamp}"
+    run_dir = Path(args.run_dir or Path(args.runs_root) / name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"algorithm": args.algo, "env": args.env, "env_kwargs": env_kwargs, "n_envs": 1, "steps": args.steps,
+              "seed": args.seed, **({"variant": args.variant} if args.variant else {}),
+              "library_version": __version__, "command": " ".join(sys.argv), "overrides": hp,
+              "hyperparameters": model.config.to_dict()}
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    print(f"polyak QLEARNING on {args.env}: {args.steps} steps, seed {args.seed} -> {run_dir}", flush=True)
+    callback = None
+    if args.checkpoint_every:
+        def callback(m):
+            if m.num_timesteps % args.checkpoint_every == 0:
+                m.save(run_dir / "checkpoints" / f"step{m.num_timesteps:09d}.polyak")
+
+    logger = RunLogger(run_dir, verbose=0, progress_bar=not args.no_progress)
+    t0 = time.perf_counter()
+    try:
+        model.learn(args.steps, callback=callback, log_interval=args.log_interval, logger=logger)
+    finally:
+        logger.close()
+    train_s = time.perf_counter() - t0
+    model.save(run_dir / MODEL_FILE)
+    # a greedy policy can walk into a wall forever where the env has no time limit (CliffWalking-v1)
+    eval_kwargs = dict(env_kwargs)
+    if model.env.spec is None or model.env.spec.max_episode_steps is None:
+        eval_kwargs["max_episode_steps"] = 1000
+    returns, lengths = evaluate_policy(model, make_training_env(args.env, 1, eval_kwargs), args.eval_episodes,
+                                       seed=10_000 + args.seed, return_episode_rewards=True)
+    result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+              "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
+              "steps_per_second": round(args.steps / train_s, 1), "steps": model.num_timesteps,
+              "eval_max_episode_steps": eval_kwargs.get("max_episode_steps")}
+    try:
+        result.update(policy_gap(transition_model(model.env), model.policy, model.config.gamma))
+    except ValueError as e:  # no model to compare with: the Monte-Carlo returns above are all there is
+        print(f"no exact policy value: {e}")
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    plot_learning_curve(run_dir, f"QLEARNING on {args.env} (seed {args.seed})", result["eval_return_mean"])
+    print(f"deterministic evaluation over {args.eval_episodes} episodes: {result['eval_return_mean']:.3f} ± "
+          f"{result['eval_return_std']:.3f}  ({result['steps_per_second']:.0f} steps/s)")
+    if "policy_value_start" in result:
+        print(f"greedy policy V(s0) = {result['policy_value_start']:.4f} vs V*(s0) = "
+              f"{result['optimal_value_start']:.4f} (value iteration, gamma {model.config.gamma:g}): "
+              f"gap {result['value_gap']:.4g} ({100 * result['relative_gap']:.2f}%)")
     print(f"run folder: {run_dir}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
           f"learning_curve.png, {MODEL_FILE}, eval.json)")
     return 0
@@ -200,6 +287,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} (min {np.min(returns):.2f}, max {np.max(returns):.2f})")
     if args.q_bias:
         from polyak.evaluation import evaluate_q_bias
+
+        if not hasattr(model, "predict_q"):
+            raise SystemExit(f"--q-bias needs a model with a Q critic (SAC, TD3, DDPG, DQN); {model.name} has none")
 
         print(q_bias_text(evaluate_q_bias(model, make_training_env(env_id, 1, env_kwargs), args.episodes, seed=args.seed)))
     return 0
@@ -262,10 +352,12 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train an agent and write a run folder",
-                        description="Train SAC, TD3 or DDPG on a Gymnasium environment. Writes a run folder with "
+                        description="Train SAC, TD3, DDPG, DQN or Double DQN on a Gymnasium environment. Writes a run folder with "
                                     "config.json, metrics.csv, episodes.csv, TensorBoard events, "
                                     "learning_curve.png, model.polyak and eval.json (deterministic evaluation).")
-    tr.add_argument("algo", choices=["sac", "td3", "ddpg"], help="algorithm")
+    tr.add_argument("algo", choices=["sac", "td3", "ddpg", "dqn", "double_dqn", "ppo", "a2c", "a3c", "reinforce", "awr",
+                                     "qlearning"],
+                    help="algorithm (qlearning: tabular, for Discrete x Discrete envs such as FrozenLake-v1)")
     tr.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id (default: Pendulum-v1)")
     tr.add_argument("--steps", type=int, default=20_000, help="environment steps (default: 20000)")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from polyak.algos import onpolicy
 from polyak.algos.base import LoopSpec, Learner, first_action, init_learner, store_step, train_step
 from polyak.common.boundaries import jax_envs_reset, jax_envs_step
 
@@ -60,7 +61,8 @@ def pack(spec: LoopSpec, obs, action, batch, random) -> jax.Array:
     """The host loop's packed array (same columns, `LoopSpec.columns`), built on the device."""
     n = obs.shape[0]
     parts = {"obs": obs, "action": action, "reward": batch.reward[:, None], "next_obs": batch.next_obs,
-             "terminated": batch.terminated[:, None], "valid": batch.valid[:, None], "act_obs": batch.obs,
+             "terminated": batch.terminated[:, None], "truncated": batch.truncated[:, None],
+             "valid": batch.valid[:, None], "act_obs": batch.obs,
              "episode_start": batch.episode_start[:, None], "random": jnp.full((n, 1), random)}
     return jnp.concatenate([parts[name].astype(jnp.float32) for name in spec.columns()], axis=1)
 
@@ -70,6 +72,18 @@ def to_env_units(action, low, high):
     return low + 0.5 * (jnp.clip(action, -1.0, 1.0) + 1.0) * (high - low)
 
 
+def device_action_map(action_space):
+    """The agent's action columns -> the env's actions, on the device (as `common.envs.action_map` on the host)."""
+    import gymnasium as gym
+
+    if isinstance(action_space, gym.spaces.Discrete):  # one float column holds the index
+        start = int(action_space.start)
+        return lambda action: action[..., 0].astype(jnp.int32) + start
+    low = jnp.asarray(action_space.low, jnp.float32)
+    high = jnp.asarray(action_space.high, jnp.float32)
+    return lambda action: to_env_units(action, low, high)
+
+
 class JittedLoop:
     """Compiled init and chunk functions for one (LoopSpec, env, params)."""
 
@@ -77,8 +91,7 @@ class JittedLoop:
         self.spec, self.env, self.params, self.chunk = spec, env, params, int(chunk)
         cfg = spec.cfg
         self.n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * spec.n_envs
-        self.low = jnp.asarray(env.action_space.low, jnp.float32)
-        self.high = jnp.asarray(env.action_space.high, jnp.float32)
+        self.to_env = device_action_map(env.action_space)
         self.init = jax.jit(jax.vmap(self._init_one))
         self.run_chunk = jax.jit(self._run_chunk, donate_argnums=0)
 
@@ -94,9 +107,10 @@ class JittedLoop:
     def _step_one(self, state: LoopState, learning, train_now) -> tuple[LoopState, StepLog]:
         spec = self.spec
         env_key, env_states, batch, _ = jax_envs_step(
-            self.env, self.params, state.env_key, state.env_states, to_env_units(state.action, self.low, self.high))
+            self.env, self.params, state.env_key, state.env_states, self.to_env(state.action))
         packed = pack(spec, state.obs, state.action, batch, jnp.where(learning, 0.0, 1.0))
-        learner = state.learner._replace(buffer=store_step(spec, state.learner.buffer, packed))
+        buffer, window = store_step(spec, state.learner.buffer, state.learner.window, packed)
+        learner = state.learner._replace(buffer=buffer, window=window)
         learner, next_action, _ = jax.lax.cond(
             train_now,
             lambda lr: train_step(spec, self.n_grad, lr, packed),
@@ -129,9 +143,76 @@ class JittedLoop:
         return jax.lax.scan(body, states, steps)
 
 
+class OnPolicyJittedLoop:
+    """The same for on-policy agents: a chunk is a whole number of rollouts; per rollout, n_steps - 1
+    `onpolicy.collect_step`s and one `onpolicy.collect_and_update_step` (the host loop's calls)."""
+
+    def __init__(self, spec, env, params, chunk: int):
+        self.spec, self.env, self.params = spec, env, params
+        self.n_rollouts = max(1, int(chunk) // spec.cfg.n_steps)
+        self.chunk = self.n_rollouts * spec.cfg.n_steps  # vector steps per call
+        self.to_env = device_action_map(env.action_space)
+        self.init = jax.jit(jax.vmap(self._init_one))
+        self.run_chunk = jax.jit(self._run_chunk, donate_argnums=0)
+
+    def _init_one(self, seed: jax.Array) -> LoopState:
+        spec = self.spec
+        learner = onpolicy.init_learner(spec, jax.random.PRNGKey(seed))
+        env_key, env_states, obs = jax_envs_reset(self.env, self.params, jax.random.PRNGKey(seed), spec.n_envs)
+        learner, action = onpolicy.start(spec, learner, obs)
+        zeros = jnp.zeros(spec.n_envs)
+        return LoopState(learner, env_key, env_states, obs, action, zeros, zeros.astype(jnp.int32))
+
+    def _step_one(self, state: LoopState, finish_rollout: bool) -> tuple[LoopState, StepLog]:
+        spec = self.spec
+        env_key, env_states, batch, _ = jax_envs_step(
+            self.env, self.params, state.env_key, state.env_states, self.to_env(state.action))
+        parts = {"reward": batch.reward[:, None], "next_obs": batch.next_obs, "terminated": batch.terminated[:, None],
+                 "truncated": batch.truncated[:, None], "act_obs": batch.obs, "episode_start": batch.episode_start[:, None]}
+        packed = jnp.concatenate([parts[name].astype(jnp.float32) for name in spec.columns()], axis=1)
+        step = onpolicy.collect_and_update_step if finish_rollout else onpolicy.collect_step
+        learner, next_action = step(spec, state.learner, packed)
+        episode_return = state.episode_return + batch.reward
+        episode_length = state.episode_length + 1
+        done = batch.terminated | batch.truncated
+        state = LoopState(learner, env_key, env_states, batch.obs, next_action,
+                          jnp.where(done, 0.0, episode_return), jnp.where(done, 0, episode_length))
+        return state, StepLog(done, episode_return, episode_length)
+
+    def _run_chunk(self, states: LoopState, first_vector_step: jax.Array) -> tuple[LoopState, StepLog]:
+        n_seeds = jax.tree.leaves(states)[0].shape[0]
+        one = n_seeds == 1  # as JittedLoop: no vmap over a batch of one
+        collect = functools.partial(self._step_one, finish_rollout=False)
+        finish = functools.partial(self._step_one, finish_rollout=True)
+        collect, finish = (collect, finish) if one else (jax.vmap(collect), jax.vmap(finish))
+
+        def rollout(states, _):
+            states, logs = jax.lax.scan(lambda s, _: collect(s), states, None, length=self.spec.cfg.n_steps - 1)
+            states, last = finish(states)
+            return states, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), logs, last)
+
+        if one:
+            states = jax.tree.map(lambda x: x[0], states)
+        states, logs = jax.lax.scan(rollout, states, None, length=self.n_rollouts)
+        logs = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), logs)  # (rollouts, n_steps, ...) -> steps
+        if one:
+            return jax.tree.map(lambda x: x[None], states), jax.tree.map(lambda x: x[:, None], logs)
+        return states, logs
+
+
 @functools.lru_cache(maxsize=8)
-def _loop(spec: LoopSpec, env, params, chunk: int) -> JittedLoop:
+def _loop(spec, env, params, chunk: int):
+    if isinstance(spec, onpolicy.OnPolicySpec):
+        return OnPolicyJittedLoop(spec, env, params, chunk)
     return JittedLoop(spec, env, params, chunk)
+
+
+def _monitor(learner) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(metrics, first non-finite step) per seed, for either family's learner."""
+    if hasattr(learner, "monitor"):
+        metrics = dict(learner.monitor.metrics, q_abs_max_so_far=learner.monitor.q_abs_max)
+        return metrics, learner.monitor.nonfinite_step
+    return learner.metrics, learner.nonfinite_step
 
 
 def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparameters: dict[str, Any],
@@ -156,6 +237,10 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
     models = [build_model(algo, vector_env, seed, hyperparameters) for seed in seeds]
     spec = models[0].spec
     vector_steps = -(-int(steps) // n_envs)
+    if isinstance(spec, onpolicy.OnPolicySpec):  # whole rollouts: round the run up to them
+        rollout = spec.cfg.n_steps
+        vector_steps = -(-vector_steps // rollout) * rollout
+        chunk = max(rollout, chunk // rollout * rollout)
     chunk = min(chunk, vector_steps)
     full, rest = divmod(vector_steps, chunk)
     plan = [_loop(spec, jax_env, params, chunk)] * full + ([_loop(spec, jax_env, params, rest)] if rest else [])
@@ -171,7 +256,7 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
         config = {"algorithm": algo, "env": env_id, "env_kwargs": env_kwargs, "n_envs": n_envs, "steps": steps,
                   "seed": seed, "library_version": __version__, "command": command, "overrides": hyperparameters,
                   "hyperparameters": model.config.to_dict(), "loop": f"jitted, {len(seeds)} seeds vmapped",
-                  "action_noise": None if model.action_noise is None else repr(model.action_noise)}
+                  "action_noise": None if getattr(model, "action_noise", None) is None else repr(model.action_noise)}
         (d / "config.json").write_text(json.dumps(config, indent=2))
         logger.start(steps, 0)
 
@@ -183,20 +268,21 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
                         unit="step", mininterval=0.5)
     t0 = time.perf_counter()
     states = plan[0].init(jnp.asarray(seeds, jnp.uint32))
+    if hasattr(spec.agent, "start_run"):  # e.g. the epsilon schedule's length, as model.learn(steps) sets it
+        states = states._replace(learner=states.learner._replace(
+            agent=spec.agent.start_run(states.learner.agent, int(steps))))
     done_steps = 0
     for loop in plan:
         states, logs = loop.run_chunk(states, jnp.int32(done_steps))
-        logs, monitor = jax.device_get((logs, states.learner.monitor))
+        logs, (metrics_all, nonfinite_step) = jax.device_get((logs, _monitor(states.learner)))
         for i, logger in enumerate(loggers):
             for t, e in zip(*np.nonzero(logs.done[:, i])):
                 step = (done_steps + t + 1) * n_envs
                 logger.episode(step, float(logs.episode_return[t, i, e]), int(logs.episode_length[t, i, e]))
-            metrics = {k: float(v[i]) for k, v in monitor.metrics.items()}
-            metrics["q_abs_max_so_far"] = float(monitor.q_abs_max[i])
-            logger.metrics((done_steps + loop.chunk) * n_envs, metrics)
-            if monitor.nonfinite_step[i] >= 0:
+            logger.metrics((done_steps + loop.chunk) * n_envs, {k: float(v[i]) for k, v in metrics_all.items()})
+            if nonfinite_step[i] >= 0:
                 raise FloatingPointError(f"seed {seeds[i]}: non-finite loss at environment step "
-                                         f"{int(monitor.nonfinite_step[i])}")
+                                         f"{int(nonfinite_step[i])}")
         done_steps += loop.chunk
         if progress is not None:
             progress.update(loop.chunk * n_envs)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from polyak.bench import main
 
 
@@ -15,3 +17,52 @@ def test_bench_runs_polyak_and_reports_missing_peers(tmp_path, capsys):
     assert data["hyperparameters"]["batch_size"] == 256
     text = capsys.readouterr().out
     assert "polyak" in text and "steps/s" in text
+
+
+def test_on_policy_runs_round_up_to_whole_rollouts():
+    from polyak.bench import halfway_step, run_steps
+
+    assert run_steps("ppo", 20_000) == 20_480 and run_steps("ppo", 2048) == 2048  # 10 rollouts of 2048
+    assert run_steps("a2c", 20_001) == 20_005 and run_steps("sac", 20_001) == 20_001
+    # the steady window starts right after the 5th of 10 updates, so both halves hold 5 updates
+    assert halfway_step("ppo", 20_480) == 5 * 2048 + 1 and halfway_step("sac", 6000) == 3000
+
+
+def test_polyak_on_policy_models_get_sb3_defaults():
+    from polyak.bench import build_polyak
+
+    ppo = build_polyak("ppo", None, seed=0).config
+    assert (ppo.n_steps, ppo.batch_size, ppo.n_epochs, ppo.learning_rate, ppo.clip_range) == (2048, 64, 10, 3e-4, 0.2)
+    assert ppo.policy_hidden == ppo.value_hidden == (64, 64) and ppo.activation == "tanh" and ppo.ortho_init
+    assert ppo.normalize_obs is False and ppo.optimizer == "adam" and ppo.max_grad_norm == 0.5
+    a2c = build_polyak("a2c", None, seed=0).config
+    assert (a2c.n_steps, a2c.learning_rate, a2c.optimizer, a2c.gae_lambda) == (5, 7e-4, "rmsprop", 1.0)
+    assert a2c.normalize_obs is False and a2c.normalize_advantage is False
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_sb3_on_policy_models_equal_sb3_defaults(algo):
+    """The explicit hyperparameters given to SB3 are SB3's own defaults (skipped without SB3)."""
+    sb3 = pytest.importorskip("stable_baselines3")
+    from polyak.bench import ENV_ID, build_sb3
+
+    ours, default = build_sb3(algo, None, seed=0), getattr(sb3, algo.upper())("MlpPolicy", ENV_ID, device="cpu")
+    names = ["n_steps", "gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "normalize_advantage",
+             "learning_rate"] + (["batch_size", "n_epochs"] if algo == "ppo" else [])
+    for name in names:
+        assert getattr(ours, name) == getattr(default, name), name
+    assert str(ours.policy) == str(default.policy)  # same layers, activations and optimiser
+    assert type(ours.policy.optimizer) is type(default.policy.optimizer)
+
+
+def test_bench_runs_ppo_and_a2c(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(["--libs", "polyak", "--algos", "ppo,a2c", "--steps", "100", "--out", str(out)])
+    data = json.loads(out.read_text())
+    runs = {r["algo"]: r for r in data["runs"]}
+    assert runs["ppo"]["status"] == "ok" and runs["ppo"]["steps"] == 2048  # one whole rollout and its update
+    assert runs["a2c"]["status"] == "ok" and runs["a2c"]["steps"] == 100  # 20 rollouts of 5
+    assert data["flops"] is None  # the FLOP measurement is of SAC's update: not run without sac
+    assert data["on_policy_hyperparameters"]["ppo"]["n_steps"] == 2048
+    text = capsys.readouterr().out
+    assert "PPO" in text and "A2C" in text and "normalize_obs=False" in text

@@ -9,7 +9,8 @@ import math
 
 import pytest
 
-from polyak.bench_jax import INSTALL_REJAX, JaxBenchConfig, main, mismatches, polyak_kwargs, rejax_config
+from polyak.bench_jax import (INSTALL_REJAX, JaxBenchConfig, PPOJaxBenchConfig, main, mismatches, polyak_kwargs,
+                              rejax_config)
 
 TINY = ["--steps", "60", "--learning-starts", "50", "--buffer-size", "1000", "--eval-episodes", "1", "--repeats", "1"]
 
@@ -74,3 +75,50 @@ def test_against_rejax_end_to_end(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "polyak/rejax, 2 seeds" in text
     assert sum(line.startswith("rejax") for line in text.splitlines()) == 2  # table rows for 1 and 2 seeds
+
+
+def test_ppo_hyperparameters_are_matched():
+    cfg = PPOJaxBenchConfig()
+    p, r = polyak_kwargs(cfg, seed=3), rejax_config(cfg, steps=200_000)
+    assert p["learning_rate"] == r["learning_rate"] == 3e-4 and p["gamma"] == r["gamma"] == 0.99
+    assert p["n_steps"] == r["num_steps"] == 2048 and r["num_envs"] == 1 and p["n_epochs"] == r["num_epochs"] == 10
+    assert r["num_minibatches"] * p["batch_size"] == 2048 and p["batch_size"] == 64  # 32 minibatches of 64
+    assert p["gae_lambda"] == r["gae_lambda"] == 0.95 and p["ent_coef"] == r["ent_coef"] == 0.0
+    # rejax clips the policy ratio and the value with clip_eps, and halves the value loss
+    assert p["clip_range"] == p["clip_range_vf"] == r["clip_eps"] == 0.2 and r["vf_coef"] == 2 * p["vf_coef"] == 1.0
+    assert p["max_grad_norm"] == r["max_grad_norm"] == 0.5
+    assert p["policy_kwargs"] == {"net_arch": [64, 64], "activation_fn": "tanh"}
+    assert r["agent_kwargs"] == {"activation": "tanh", "hidden_layer_sizes": (64, 64)}
+    assert p["normalize_obs"] is r["normalize_observations"] is False and r["normalize_rewards"] is False
+    # whole rollouts in both: 200000 -> 98 x 2048; one evaluation period = the whole run
+    assert r["total_timesteps"] == r["eval_freq"] == cfg.run_steps(200_000) == 98 * 2048
+    assert any("optax.clip" in line for line in mismatches(cfg, 200_000))
+
+
+def test_options_of_another_algorithm_are_refused():
+    with pytest.raises(SystemExit, match="--buffer-size"):
+        main(["--algo", "ppo", "--buffer-size", "1000"])
+    with pytest.raises(SystemExit, match="--n-steps"):
+        main(["--algo", "sac", "--n-steps", "64"])
+    with pytest.raises(SystemExit, match="multiple of batch_size"):
+        main(["--algo", "ppo", "--n-steps", "100"])
+
+
+def test_ppo_end_to_end(tmp_path, capsys):
+    """polyak's host and jitted PPO loops (and rejax's PPO where installed) on one tiny rollout length."""
+    libs = ["polyak", "rejax"] if importlib.util.find_spec("rejax") is not None else ["polyak"]
+    out = tmp_path / "bench_jax.json"
+    argv = ["--algo", "ppo", "--n-steps", "64", "--steps", "100", "--eval-episodes", "1", "--repeats", "1",
+            "--seeds", "1", "--libs", *libs, "--out", str(out)]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["algo"] == "ppo" and data["steps_run"] == 128  # two whole rollouts of 64
+    runs = {(r["lib"], r["loop"]): r for r in data["runs"]}
+    assert set(runs) == {("polyak", "host"), ("polyak", "jitted")} | ({("rejax", "jitted")} if len(libs) > 1 else set())
+    for r in runs.values():
+        assert r["status"] == "ok" and r["algo"] == "ppo" and r["steps"] == 128 and r["steps_per_s_total"] > 0
+        assert len(r["final_returns"]) == 1 and math.isfinite(r["final_returns"][0])
+    text = capsys.readouterr().out
+    assert "Pure-JAX PPO on Pendulum-v1" in text and "OnPolicyJittedLoop" in text
+    if len(libs) > 1:
+        assert "polyak/rejax, 1 seed" in text and "optax.clip" in text

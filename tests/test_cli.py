@@ -43,6 +43,23 @@ def test_sac_metrics_include_temperature_and_entropy(tmp_path):
     assert {"alpha", "entropy", "alpha_loss"} <= set(header)
 
 
+def test_on_policy_train_on_a_gymnasium_vector_env(tmp_path):
+    """CartPole ships Gymnasium's own vector env, which auto-resets on the NEXT step; `polyak train`
+    must build SAME_STEP copies instead (every step a transition), and on-policy models have no
+    action_noise to record."""
+    import gymnasium as gym
+
+    from polyak.cli import make_training_env
+
+    assert make_training_env("CartPole-v1", 2).metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    run = tmp_path / "run"
+    assert main(["train", "reinforce", "--env", "CartPole-v1", "--steps", "64", "--n-envs", "2", "--set", "n_steps=16",
+                 "--eval-episodes", "1", "--run-dir", str(run), "--no-progress"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["n_envs"] == 2 and config["action_noise"] is None
+    assert json.loads((run / "eval.json").read_text())["steps"] == 64
+
+
 def test_parse_overrides():
     assert parse_overrides(["a=1", "b=0.5", "c=auto", "d=[1,2]", "e=true"]) == {
         "a": 1, "b": 0.5, "c": "auto", "d": [1, 2], "e": True}

@@ -79,7 +79,7 @@ def test_folder_names_are_filesystem_safe_and_lossy_values_get_a_hash():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"algorithms": ["sac", "ppo"]}, "unknown algorithm 'ppo'"),
+    ({"algorithms": ["sac", "tqc"]}, "unknown algorithm 'tqc'"),
     ({"algorithms": []}, "'algorithms' is empty"),
     ({"envs": "Pendulum-v1", "algorithms": [1]}, "'algorithms' must be a list of strings"),
     ({"grid": {"learning_rate": []}}, "grid.learning_rate is an empty list"),

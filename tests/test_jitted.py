@@ -81,3 +81,26 @@ def test_train_seeds_writes_one_run_folder_per_seed(tmp_path):
         assert model.num_timesteps == 400
         episodes = (d / "episodes.csv").read_text().splitlines()
         assert len(episodes) == 1 + 2 and episodes[1].startswith("200,")  # two 200-step episodes
+
+
+def test_on_policy_jitted_loop_equals_the_host_loop():
+    """PPO over scripted JAX episodes (terminations, time limits, auto-resets): the jitted loop fills
+    the same rollouts and reaches the same parameters as the host loop over the vector adapter."""
+    from polyak.jitted import OnPolicyJittedLoop
+
+    kw = dict(n_steps=6, batch_size=4, n_epochs=2, policy_kwargs=dict(net_arch=[16]))
+    host = polyak.PPO("MlpPolicy", GymnasiumVectorAdapter(ScriptedJaxEnv(), 2), seed=3, **kw)
+    host.learn(2 * 6 * 3)  # three rollouts
+    loop = OnPolicyJittedLoop(host.spec, ScriptedJaxEnv(), ScriptedJaxEnv().default_params, chunk=18)
+    states, logs = loop.run_chunk(loop.init(jnp.asarray([3], jnp.uint32)), jnp.int32(0))
+    jitted = jax.tree.map(lambda x: x[0], states.learner)
+    assert int(jitted.step) == 36 and int(jitted.row) == 0
+    for x, y in zip(jax.tree.leaves(host.learner.agent), jax.tree.leaves(jitted.agent)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    a, b = jax.device_get(host.learner.rollout), jax.device_get(jitted.rollout)  # the third rollout
+    for field in ("reward", "terminated", "episode_end", "time_in_episode"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    for field in ("obs", "next_obs", "action", "log_prob"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-4, atol=1e-4, err_msg=field)
+    assert a.terminated.sum() > 0 and (a.episode_end - a.terminated).sum() > 0  # both kinds of boundary
+    assert logs.done.sum() > 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -361,6 +362,24 @@ def collect_and_update_step(spec: OnPolicySpec, learner: OnPolicyLearner, packed
     return act(spec, update(spec, learner), obs)
 
 
+class ParamsOnly(NamedTuple):
+    """A stand-in agent state for acting: `PolicyGradientAgent.act` reads only `state.params`."""
+
+    params: dict
+
+
+def host_collect_step(spec: OnPolicySpec, params: dict, learner: OnPolicyLearner, packed: jax.Array):
+    """`collect_step` for the host loop, called with the learner's agent state and metrics left out
+    (`learner._replace(agent=None, metrics=None)`) and the parameters passed separately, not donated.
+
+    Same computation, fewer arrays per call: a jitted call costs ~2 us of dispatch per array in and
+    out, and the agent state (parameters and optimiser moments) and the metrics are 51 of a PPO
+    learner's 72 arrays, none of which a collect step changes (measured: 280 -> 110 us per call).
+    """
+    learner, action = collect_step(spec, learner._replace(agent=ParamsOnly(params)), packed)
+    return learner._replace(agent=None), action
+
+
 def policy_action(spec: OnPolicySpec, agent_state, obs_rms, obs, key, deterministic: bool):
     obs = rms_normalize(obs_rms, obs, enabled=spec.cfg.normalize_obs)
     return spec.agent.act(agent_state, obs, key, deterministic)[0]
@@ -371,6 +390,29 @@ def state_values(spec: OnPolicySpec, agent_state, obs_rms, obs):
     return spec.agent.value(agent_state.params, rms_normalize(obs_rms, obs, enabled=spec.cfg.normalize_obs))
 
 
+def compile_ahead(fn, *args) -> threading.Thread:
+    """Compile the jitted `fn` for the shapes of `args` in a background thread and return the thread.
+
+    A later call of `fn` with arrays of these shapes finds the executable in JAX's cache. XLA compiles
+    without holding the GIL, so the host loop meanwhile compiles its small functions and steps the
+    environment. Errors are left to that later call, which compiles again and raises them.
+    """
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), args)  # no sharding: same cache key
+
+    def work() -> None:
+        try:
+            fn.lower(*shapes).compile()
+        except Exception:  # noqa: BLE001  (reported by the real call)
+            pass
+
+    thread = threading.Thread(target=work, name="polyak-compile-ahead", daemon=True)
+    thread.start()
+    return thread
+
+
+_UPDATE_COMPILED: set[OnPolicySpec] = set()  # specs whose collect_update was compiled (or is being) in this process
+
+
 @functools.lru_cache(maxsize=64)
 def compiled(spec: OnPolicySpec):
     """Jitted functions for one spec, shared across instances with equal specs."""
@@ -378,6 +420,7 @@ def compiled(spec: OnPolicySpec):
         "init": jax.jit(functools.partial(init_learner, spec)),
         "start": jax.jit(functools.partial(start, spec), donate_argnums=0),
         "collect": jax.jit(functools.partial(collect_step, spec), donate_argnums=0),
+        "host_collect": jax.jit(functools.partial(host_collect_step, spec), donate_argnums=1),
         "collect_update": jax.jit(functools.partial(collect_and_update_step, spec), donate_argnums=0),
         "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
         "value": jax.jit(functools.partial(state_values, spec)),
@@ -497,10 +540,17 @@ class OnPolicyAlgorithm:
         if own_logger:
             logger = RunLogger(run_dir if run_dir is not None else self.tensorboard_log, verbose=self.verbose,
                                progress_bar=progress_bar)
-        self._start_episodes()
         n_envs, stepper, cols = self.n_envs, self.stepper, self.spec.columns()
-        collect, collect_update = self._fns["collect"], self._fns["collect_update"]
+        collect, collect_update = self._fns["host_collect"], self._fns["collect_update"]
         packed = np.zeros((n_envs, self.spec.packed_width), np.float32)
+        # The update's program takes seconds to compile: when this run will reach the end of a rollout,
+        # compile it in the background while the first rollout is collected (same program, same results).
+        ahead = None
+        if (self.spec not in _UPDATE_COMPILED
+                and int(self.learner.row) + -(-int(total_timesteps) // n_envs) >= self.config.n_steps):
+            _UPDATE_COMPILED.add(self.spec)
+            ahead = compile_ahead(collect_update, self.learner, packed)
+        self._start_episodes()
         row = int(self.learner.row)
         target = self.num_timesteps + int(total_timesteps)
         next_log = (self.num_timesteps // log_interval + 1) * log_interval
@@ -520,7 +570,16 @@ class OnPolicyAlgorithm:
                 packed[:, cols["episode_start"]] = batch.episode_start[:, None]
                 row += 1
                 full = row == self.config.n_steps
-                self.learner, next_action = (collect_update if full else collect)(self.learner, packed)
+                if full:
+                    if ahead is not None:
+                        ahead.join()  # compiled by now, or finishing: never compile the same program twice
+                        ahead = None
+                    self.learner, next_action = collect_update(self.learner, packed)
+                else:  # the agent state and metrics stay out of the call (see host_collect_step)
+                    agent, metrics = self.learner.agent, self.learner.metrics
+                    learner, next_action = collect(agent.params, self.learner._replace(agent=None, metrics=None),
+                                                   packed)
+                    self.learner = learner._replace(agent=agent, metrics=metrics)
                 self._pending_action = np.asarray(next_action)
                 if full:
                     row = 0
@@ -535,6 +594,8 @@ class OnPolicyAlgorithm:
                 if callback is not None and callback(self) is False:
                     break
         finally:
+            if ahead is not None:  # stopped before the first update: do not leave the compiler running
+                ahead.join()
             if own_logger:
                 logger.close()
         return self
