@@ -352,7 +352,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train an agent and write a run folder",
-                        description="Train SAC, TD3, DDPG, DQN or Double DQN on a Gymnasium environment. Writes a run folder with "
+                        description="Train SAC, TD3, DDPG, DQN, Double DQN, PPO, A2C, A3C, REINFORCE, AWR or tabular "
+                                    "Q-learning on a Gymnasium environment. Writes a run folder with "
                                     "config.json, metrics.csv, episodes.csv, TensorBoard events, "
                                     "learning_curve.png, model.polyak and eval.json (deterministic evaluation).")
     tr.add_argument("algo", choices=["sac", "td3", "ddpg", "dqn", "double_dqn", "ppo", "a2c", "a3c", "reinforce", "awr",
