@@ -25,6 +25,7 @@ from polyak.algos.config import need
 from polyak.algos.onpolicy import (OnPolicyAlgorithm, OnPolicyConfig, PolicyGradientAgent, Rollout,
                                    explained_variance, normalize_advantages)
 from polyak.common.boundaries import gae_advantages
+from polyak.common.shuffle import shuffled_indices
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class PPOAgent(PolicyGradientAgent):
 
         # 2. n_epochs x minibatches of gradient steps on the surrogate
         def epoch(state: PPOState, epoch_key):
-            order = jax.random.permutation(epoch_key, n_rows)[: n_minibatches * batch_size]
+            order = shuffled_indices(epoch_key, n_rows)[: n_minibatches * batch_size]
             minibatches = jax.tree.map(lambda x: x[order].reshape((n_minibatches, batch_size) + x.shape[1:]), data)
 
             def minibatch_step(state: PPOState, mb: Minibatch):
