@@ -95,8 +95,11 @@ def build_model(algo: str, env_id, seed: int, hyperparameters: dict[str, Any], v
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from polyak import __version__
-    from polyak.common.logger import RunLogger, plot_learning_curve
+    """One training run: a run folder with config.json, metrics.csv, episodes.csv, tensorboard/, the model,
+    eval.json and learning_curve.png; several seeds go through polyak/experiments.py."""
+    import numpy as np
+
+    from polyak.common.logger import plot_learning_curve
     from polyak.evaluation import evaluate_policy
 
     if args.seeds is not None:  # several seeds: polyak/experiments.py runs one `polyak train` per seed
@@ -105,11 +108,64 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_many(args)
     if args.workers is not None or args.backend != "local" or args.address:
         raise SystemExit("--workers, --backend and --address apply to several seeds: add --seeds N")
-    if args.algo == "qlearning":  # tabular: no networks, no vector envs; its own short branch
-        return train_tabular(args)
     hp, n_envs, env_kwargs = training_settings(args)
-    env = make_training_env(args.env, n_envs, env_kwargs)
-    model = build_model(args.algo, env, args.seed, hp)
+    eval_kwargs = dict(env_kwargs)
+    if args.algo == "qlearning":  # tabular (polyak/algos/tabular.py): no networks, one env, no replay buffer
+        from polyak.algos.tabular import QLearning
+
+        if n_envs != 1 or args.save_buffer:
+            raise SystemExit("qlearning trains on one environment and has no replay buffer: drop --n-envs/--save-buffer")
+        model = QLearning(make_training_env(args.env, 1, env_kwargs), seed=args.seed, **hp)
+        if model.env.spec is None or model.env.spec.max_episode_steps is None:
+            eval_kwargs["max_episode_steps"] = 1000  # a greedy policy can walk into a wall forever (CliffWalking-v1)
+    else:
+        model = build_model(args.algo, make_training_env(args.env, n_envs, env_kwargs), args.seed, hp)
+    run_dir = new_run_folder(args, model, hp, n_envs, env_kwargs)
+    train_s = train_with_checkpoints(args, model, run_dir)
+    model.save(run_dir / MODEL_FILE, include_buffer=args.save_buffer)
+
+    returns, lengths = evaluate_policy(model, make_training_env(args.env, 1, eval_kwargs), args.eval_episodes,
+                                       seed=10_000 + args.seed, return_episode_rewards=True)
+    result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+              "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
+              "steps_per_second": round(args.steps / train_s, 1), "steps": model.num_timesteps}
+    notes = []
+    if hasattr(model, "predict_q"):  # the critic's Q(s_t, a_t) vs the return obtained, same episodes
+        from polyak.evaluation import evaluate_q_bias
+
+        q_bias = evaluate_q_bias(model, make_training_env(args.env, 1, env_kwargs), args.eval_episodes,
+                                 seed=10_000 + args.seed)
+        result.update(q_bias=q_bias["bias_mean"], q_bias_t0=q_bias["bias_t0"],
+                      q_bias_normalized=q_bias["bias_normalized"], q_bias_details=q_bias)
+        notes.append(q_bias_text(q_bias))
+    if args.algo == "qlearning":  # where the env exposes its model (toy-text: env.unwrapped.P): the exact gap
+        from polyak.algos.tabular import policy_gap, transition_model
+
+        result["eval_max_episode_steps"] = eval_kwargs.get("max_episode_steps")
+        try:
+            result.update(policy_gap(transition_model(model.env), model.policy, model.config.gamma))
+            notes.append(f"greedy policy V(s0) = {result['policy_value_start']:.4f} vs V*(s0) = "
+                         f"{result['optimal_value_start']:.4f} (value iteration, gamma {model.config.gamma:g}): "
+                         f"gap {result['value_gap']:.4g} ({100 * result['relative_gap']:.2f}%)")
+        except ValueError as e:  # no model to compare with: the Monte-Carlo returns above are all there is
+            notes.append(f"no exact policy value: {e}")
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    plot_learning_curve(run_dir, f"{args.algo.upper()} on {args.env} (seed {args.seed})", result["eval_return_mean"])
+    print(f"deterministic evaluation over {args.eval_episodes} episodes: "
+          f"{result['eval_return_mean']:.4g} ± {result['eval_return_std']:.3g}  "
+          f"({result['steps_per_second']:.0f} steps/s)")
+    for note in notes:
+        print(note)
+    print(f"run folder: {run_dir}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
+          f"learning_curve.png, {MODEL_FILE}, eval.json)")
+    return 0
+
+
+def new_run_folder(args: argparse.Namespace, model, hp: dict[str, Any], n_envs: int,
+                   env_kwargs: dict[str, Any]) -> Path:
+    """Create the run folder (--run-dir or RUNS_ROOT/ALGO-ENV-sSEED-TIME) with its config.json."""
+    from polyak import __version__
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir or Path(args.runs_root) / f"{args.algo}-{args.env.replace('/', '_')}-s{args.seed}-{stamp}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,6 +176,13 @@ def cmd_train(args: argparse.Namespace) -> int:
               "action_noise": None if getattr(model, "action_noise", None) is None else repr(model.action_noise)}
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     print(f"polyak {args.algo.upper()} on {args.env}: {args.steps} steps, seed {args.seed} -> {run_dir}", flush=True)
+    return run_dir
+
+
+def train_with_checkpoints(args: argparse.Namespace, model, run_dir: Path) -> float:
+    """model.learn(--steps) logging into run_dir, saving checkpoints/stepN.polyak every --checkpoint-every
+    steps; returns the training time in seconds."""
+    from polyak.common.logger import RunLogger
 
     logger = RunLogger(run_dir, verbose=0, progress_bar=not args.no_progress)
     callback = None
@@ -135,103 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.learn(args.steps, callback=callback, log_interval=args.log_interval, logger=logger)
     finally:
         logger.close()
-    train_s = time.perf_counter() - t0
-    model.save(run_dir / MODEL_FILE, include_buffer=args.save_buffer)
-    returns, lengths = evaluate_policy(model, make_training_env(args.env, 1, env_kwargs), args.eval_episodes,
-                                       seed=10_000 + args.seed,
-                                       return_episode_rewards=True)
-    import numpy as np
-
-    result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
-              "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
-              "steps_per_second": round(args.steps / train_s, 1), "steps": model.num_timesteps}
-    q_bias = None
-    if hasattr(model, "predict_q"):  # the critic's Q(s_t, a_t) vs the return obtained, same episodes
-        from polyak.evaluation import evaluate_q_bias
-
-        q_bias = evaluate_q_bias(model, make_training_env(args.env, 1, env_kwargs), args.eval_episodes,
-                                 seed=10_000 + args.seed)
-        result.update(q_bias=q_bias["bias_mean"], q_bias_t0=q_bias["bias_t0"],
-                      q_bias_normalized=q_bias["bias_normalized"], q_bias_details=q_bias)
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    plot_learning_curve(run_dir, f"{args.algo.upper()} on {args.env} (seed {args.seed})", result["eval_return_mean"])
-    print(f"deterministic evaluation over {args.eval_episodes} episodes: "
-          f"{result['eval_return_mean']:.1f} ± {result['eval_return_std']:.1f}  "
-          f"({result['steps_per_second']:.0f} steps/s)")
-    if q_bias is not None:
-        print(q_bias_text(q_bias))
-    print(f"run folder: {run_dir}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
-          f"learning_curve.png, {MODEL_FILE}, eval.json)")
-    return 0
-
-
-def train_tabular(args: argparse.Namespace) -> int:
-    """`polyak train qlearning`: tabular Q-learning (polyak/algos/tabular.py) on a Discrete x Discrete env.
-
-    Writes the same run folder as the other algorithms. eval.json adds, when the env exposes its model
-    (Gymnasium toy-text: env.unwrapped.P), the greedy policy's exact value from the start state,
-    policy_value_start, against the optimum by value iteration, optimal_value_start, and their gap.
-    """
-    import numpy as np
-
-    from polyak import __version__
-    from polyak.algos.tabular import QLearning, policy_gap, transition_model
-    from polyak.common.logger import RunLogger, plot_learning_curve
-    from polyak.evaluation import evaluate_policy
-
-    hp, n_envs, env_kwargs = training_settings(args)
-    if n_envs != 1 or args.save_buffer:
-        raise SystemExit("qlearning trains on one environment and has no replay buffer: drop --n-envs/--save-buffer")
-    model = QLearning(make_training_env(args.env, 1, env_kwargs), seed=args.seed, **hp)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"qlearning-{args.env.replace('/', '_')}-s{args.seed}-{stamp}"
-    run_dir = Path(args.run_dir or Path(args.runs_root) / name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"algorithm": args.algo, "env": args.env, "env_kwargs": env_kwargs, "n_envs": 1, "steps": args.steps,
-              "seed": args.seed, **({"variant": args.variant} if args.variant else {}),
-              "library_version": __version__, "command": " ".join(sys.argv), "overrides": hp,
-              "hyperparameters": model.config.to_dict()}
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-    print(f"polyak QLEARNING on {args.env}: {args.steps} steps, seed {args.seed} -> {run_dir}", flush=True)
-    callback = None
-    if args.checkpoint_every:
-        def callback(m):
-            if m.num_timesteps % args.checkpoint_every == 0:
-                m.save(run_dir / "checkpoints" / f"step{m.num_timesteps:09d}.polyak")
-
-    logger = RunLogger(run_dir, verbose=0, progress_bar=not args.no_progress)
-    t0 = time.perf_counter()
-    try:
-        model.learn(args.steps, callback=callback, log_interval=args.log_interval, logger=logger)
-    finally:
-        logger.close()
-    train_s = time.perf_counter() - t0
-    model.save(run_dir / MODEL_FILE)
-    # a greedy policy can walk into a wall forever where the env has no time limit (CliffWalking-v1)
-    eval_kwargs = dict(env_kwargs)
-    if model.env.spec is None or model.env.spec.max_episode_steps is None:
-        eval_kwargs["max_episode_steps"] = 1000
-    returns, lengths = evaluate_policy(model, make_training_env(args.env, 1, eval_kwargs), args.eval_episodes,
-                                       seed=10_000 + args.seed, return_episode_rewards=True)
-    result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
-              "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
-              "steps_per_second": round(args.steps / train_s, 1), "steps": model.num_timesteps,
-              "eval_max_episode_steps": eval_kwargs.get("max_episode_steps")}
-    try:
-        result.update(policy_gap(transition_model(model.env), model.policy, model.config.gamma))
-    except ValueError as e:  # no model to compare with: the Monte-Carlo returns above are all there is
-        print(f"no exact policy value: {e}")
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    plot_learning_curve(run_dir, f"QLEARNING on {args.env} (seed {args.seed})", result["eval_return_mean"])
-    print(f"deterministic evaluation over {args.eval_episodes} episodes: {result['eval_return_mean']:.3f} ± "
-          f"{result['eval_return_std']:.3f}  ({result['steps_per_second']:.0f} steps/s)")
-    if "policy_value_start" in result:
-        print(f"greedy policy V(s0) = {result['policy_value_start']:.4f} vs V*(s0) = "
-              f"{result['optimal_value_start']:.4f} (value iteration, gamma {model.config.gamma:g}): "
-              f"gap {result['value_gap']:.4g} ({100 * result['relative_gap']:.2f}%)")
-    print(f"run folder: {run_dir}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
-          f"learning_curve.png, {MODEL_FILE}, eval.json)")
-    return 0
+    return time.perf_counter() - t0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import pytest
 import polyak
 from polyak.algos.a2c import A2CAgent, A2CConfig, actor_critic_loss
 from polyak.algos.a3c import A3C, A3CAgent, A3CConfig, _Run
-from polyak.algos.base import NonFiniteError
+from polyak.algos.algorithm import NonFiniteError
 from polyak.algos.config import HyperparameterError
 from polyak.algos.onpolicy import Rollout
 from polyak.common.boundaries import gae_advantages

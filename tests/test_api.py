@@ -10,7 +10,7 @@ import pytest
 import polyak
 from envs import CountingEnv, DiscreteActionEnv
 from polyak import DDPG, SAC, TD3, NormalActionNoise, OrnsteinUhlenbeckActionNoise
-from polyak.algos.base import NonFiniteError
+from polyak.algos.algorithm import NonFiniteError
 from polyak.algos.config import HyperparameterError
 from polyak.common.envs import SpaceError
 

@@ -54,12 +54,12 @@ import numpy as np
 import optax
 
 from polyak.algos.a2c import A2CConfig, actor_critic_loss
-from polyak.algos.base import NonFiniteError
-from polyak.algos.config import HyperparameterError, need
-from polyak.algos.onpolicy import (Callback, DiscreteActions, OnPolicyAlgorithm, PGState, PolicyGradientAgent,
-                                   Rollout, check_policy_gradient_spaces, explained_variance, normalize_advantages)
+from polyak.algos.algorithm import NonFiniteError
+from polyak.algos.config import need
+from polyak.algos.onpolicy import (Callback, OnPolicyAlgorithm, PGState, PolicyGradientAgent,
+                                   Rollout, explained_variance, normalize_advantages)
 from polyak.common.boundaries import SingleEnvStepper, gae_advantages
-from polyak.common.envs import ActionScaler
+from polyak.common.envs import action_map
 from polyak.common.logger import RunLogger
 from polyak.common.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
 
@@ -203,26 +203,24 @@ class A3C(OnPolicyAlgorithm):
     name = "a3c"
     config_cls = A3CConfig
     agent_cls = A3CAgent
+    jitted_loop = False  # its point is threads stepping Gymnasium envs
 
     # -- construction ----------------------------------------------------------------------
     def _attach_env(self, env: Any) -> None:
         envs = self._make_worker_envs(env)
         obs_space, act_space = envs[0].observation_space, envs[0].action_space
-        check_policy_gradient_spaces(obs_space, act_space, type(self).__name__)
+        self._check_spaces(obs_space, act_space)
         for other in envs[1:]:
             if (other.observation_space, other.action_space) != (obs_space, act_space):
                 raise ValueError(f"the workers' envs have different spaces: {other.observation_space}/"
                                  f"{other.action_space} vs {obs_space}/{act_space}")
-        if hasattr(self, "agent") and (obs_space.shape[0], self._action_layout(act_space)) != (
-                self.agent.obs_dim, (self.agent.act_dim, self.agent.n_actions)):
-            raise ValueError(f"env spaces {obs_space}/{act_space} do not match the model's")
+        self._check_fits_model(obs_space, act_space)
         self.env, self.worker_envs, self.stepper = envs[0], envs, None
         self.n_envs = len(envs)
         spec = getattr(envs[0], "spec", None)
         self.env_id = spec.id if spec is not None else None
         self.observation_space, self.action_space = obs_space, act_space
-        self.scaler = (DiscreteActions() if isinstance(act_space, gym.spaces.Discrete)
-                       else ActionScaler(act_space.low, act_space.high))
+        self.scaler = action_map(act_space)
         self.workers: list[Worker] | None = None  # built at the first learn(), from the learner's keys
 
     def _make_worker_envs(self, env: Any) -> list[gym.Env]:
@@ -248,8 +246,8 @@ class A3C(OnPolicyAlgorithm):
         raise TypeError(f"env must be an environment id, a gymnasium.Env or a function returning one, "
                         f"got {type(env).__name__}")
 
-    def _build(self, obs_dim: int, action_layout: tuple[int, int], n_envs: int) -> None:
-        super()._build(obs_dim, action_layout, n_envs)  # agent, spec; predict and value functions
+    def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
+        super()._build(obs_dim, action_space, n_envs)  # agent, spec; predict and value functions
         self._fns = {**self._fns, **worker_functions(self.agent, n_envs)}
         self._lock = threading.Lock()  # guards the shared learner and the push counters
         self._count_lock = threading.Lock()  # guards num_timesteps
@@ -276,16 +274,7 @@ class A3C(OnPolicyAlgorithm):
         Metrics of the latest push and the staleness since the last log are logged every
         `log_interval` steps.
         """
-        if total_timesteps < 0:
-            raise HyperparameterError(f"total_timesteps must be >= 0, got {total_timesteps}")
-        if self.env is None:
-            raise ValueError("this model has no env: pass env= to load() or call set_env(env) before learn()")
-        if reset_num_timesteps and self.num_timesteps:
-            raise ValueError("reset_num_timesteps=True would restart counters of a trained model; create a new model")
-        own_logger = logger is None
-        if own_logger:
-            logger = RunLogger(run_dir if run_dir is not None else self.tensorboard_log, verbose=self.verbose,
-                               progress_bar=progress_bar)
+        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
         workers = self._ensure_workers()
         self._compile()
         run = _Run(self.num_timesteps + int(total_timesteps))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import optax
@@ -243,8 +244,8 @@ class AWR(OnPolicyAlgorithm):
     config_cls = AWRConfig
     agent_cls = AWRAgent
 
-    def _build(self, obs_dim: int, action_layout: tuple[int, int], n_envs: int) -> None:
-        act_dim, n_actions = action_layout  # as OnPolicyAlgorithm._build, with n_envs for the ring's shape
-        self.agent = self.agent_cls(self.config, obs_dim, act_dim, n_actions, n_envs)
+    def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
+        # as OnPolicyAlgorithm._build, with n_envs for the ring's shape
+        self.agent = self.agent_cls(self.config, obs_dim, *self._action_layout(action_space), n_envs)
         self.spec = OnPolicySpec(self.agent, n_envs)
         self._fns = compiled(self.spec)

@@ -14,7 +14,8 @@ Agents for Discrete actions (value-based: DQN) also define
 Everything else lives here, once: the `Learner` pytree (agent state, replay buffer, observation
 normaliser, exploration-noise state, RNG key, diagnostics), the jitted environment step (buffer
 write + K gradient steps under `lax.scan` + next action, one donated call), the host loop over
-Gymnasium environments, the SB3-style class API, and checkpoints.
+Gymnasium environments, and the off-policy part of the SB3-style class API (the rest, checkpoints
+included, is `algorithm.Algorithm`'s).
 """
 
 from __future__ import annotations
@@ -25,26 +26,21 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from polyak.algos.algorithm import Algorithm, Callback, NonFiniteError
 from polyak.algos.config import HyperparameterError, OffPolicyConfig
-from polyak.common import checkpoint as ckpt
-from polyak.common.boundaries import (NStepWindow, SingleEnvStepper, VectorEnvStepper, nstep_clear, nstep_init,
-                                      nstep_push)
+from polyak.common.boundaries import NStepWindow, nstep_clear, nstep_init, nstep_push
 from polyak.common.buffer import ReplayBuffer, Transition, buffer_add, buffer_init, buffer_sample
-from polyak.common.envs import DiscreteActions, action_map, action_size, check_spaces, make_env
+from polyak.common.envs import DiscreteActions, action_size, check_spaces
 from polyak.common.logger import RunLogger
 from polyak.common.noise import NormalActionNoise, noise_from_config, noise_to_config
 from polyak.common.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
-
-
-class NonFiniteError(FloatingPointError):
-    """NaN or inf appeared in an observation, reward or loss; the message names the step and quantity."""
 
 
 class Monitor(NamedTuple):
@@ -263,78 +259,49 @@ def compiled(spec: LoopSpec):
 # The SB3-style class
 # --------------------------------------------------------------------------------------------
 
-Callback = Callable[["OffPolicyAlgorithm"], Any]
+class OffPolicyAlgorithm(Algorithm):
+    """The off-policy family's part of the model API: replay buffer, warm-up, exploration noise or epsilon,
+    K gradient steps per env step in one donated jitted call, Q-value monitoring."""
 
-
-class OffPolicyAlgorithm:
-    name: ClassVar[str]
-    config_cls: ClassVar[type[OffPolicyConfig]]
-    agent_cls: ClassVar[type]
     action_space_kind: ClassVar[str] = "Box"  # the gymnasium action space the algorithm handles ("Discrete": DQN)
 
-    def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, action_noise=None,
-                 policy_kwargs: dict | None = None, seed: int | None = None, verbose: int = 0,
-                 tensorboard_log: str | None = None, device: str = "auto", **hyperparameters: Any):
-        if policy != "MlpPolicy":
-            raise HyperparameterError(f"policy must be 'MlpPolicy' (got {policy!r}); network sizes go in "
-                                      "policy_kwargs=dict(net_arch=[...])")
-        if device not in ("auto", "cpu"):
-            raise HyperparameterError(f"device must be 'auto' or 'cpu' (JAX picks its default device), got {device!r}")
-        self.config = self.config_cls.from_kwargs(hyperparameters, policy_kwargs)
-        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
-        self.verbose = verbose
-        self.tensorboard_log = tensorboard_log
-        if action_noise is None and hasattr(self.config, "exploration_noise"):
-            action_noise = NormalActionNoise(0.0, self.config.exploration_noise)
-        noise_to_config(action_noise)  # validates the type
-        if action_noise is not None and self.action_space_kind != "Box":
+    def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, action_noise=None, **kwargs: Any):
+        self.action_noise = action_noise  # checked in _configure, once the config exists
+        super().__init__(policy, env, **kwargs)
+
+    # -- construction ----------------------------------------------------------------------
+    def _configure(self) -> None:
+        if self.action_noise is None and hasattr(self.config, "exploration_noise"):
+            self.action_noise = NormalActionNoise(0.0, self.config.exploration_noise)
+        noise_to_config(self.action_noise)  # validates the type
+        if self.action_noise is not None and self.action_space_kind != "Box":
             raise HyperparameterError(f"action_noise is for continuous actions; {type(self).__name__} explores "
                                       "epsilon-greedily (exploration_fraction, exploration_initial_eps, "
                                       "exploration_final_eps)")
-        self.action_noise = action_noise
-        self.num_timesteps = 0
-        self.env = None
-        self._obs: np.ndarray | None = None
-        self._pending_action: np.ndarray | None = None
-        self._episode_return: np.ndarray | None = None
-        self._episode_length: np.ndarray | None = None
-        self._resume: dict | None = None
-        if env is None:
-            raise ValueError(f"{type(self).__name__} needs an env (an id such as 'Pendulum-v1', a gymnasium.Env "
-                             "or a vector env); to load a saved model without one use "
-                             f"{type(self).__name__}.load(path)")
-        self._attach_env(env)
-        self._build(self.observation_space.shape[0], self.action_space, n_envs=self.n_envs)
-        self.learner = self._init_learner(jax.random.PRNGKey(self.seed), with_buffer=False)
 
-    # -- construction ----------------------------------------------------------------------
-    def _attach_env(self, env: Any) -> None:
-        env = make_env(env)
-        is_vector = isinstance(env, gym.vector.VectorEnv)
-        obs_space = env.single_observation_space if is_vector else env.observation_space
-        act_space = env.single_action_space if is_vector else env.action_space
-        check_spaces(obs_space, act_space, type(self).__name__, self.action_space_kind)
-        if hasattr(self, "agent") and (obs_space.shape[0] != self.agent.obs_dim or
-                                       action_size(act_space) != action_size(self.action_space)):
-            raise ValueError(f"env spaces {obs_space}/{act_space} do not match the model's "
-                             f"({self.agent.obs_dim},)/{self.action_space}")
-        self.env = env
-        self.env_id = env.spec.id if getattr(env, "spec", None) is not None else None
-        self.observation_space, self.action_space = obs_space, act_space
-        self.stepper = VectorEnvStepper(env, self.seed) if is_vector else SingleEnvStepper(env, self.seed)
-        self.n_envs = self.stepper.n_envs
-        self.scaler = action_map(act_space)
+    def _restore_options(self, metadata: dict[str, Any]) -> None:
+        self.action_noise = noise_from_config(metadata["action_noise"])
+
+    def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        check_spaces(observation_space, action_space, type(self).__name__, self.action_space_kind)
 
     def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
         self.agent = self.agent_cls(self.config, obs_dim, action_size(action_space))
         self.spec = LoopSpec(self.agent, self.action_noise, n_envs)
         self._fns = compiled(self.spec)
 
-    def _init_learner(self, key: jax.Array, with_buffer: bool) -> Learner:
+    def _init_learner(self, key: jax.Array, with_buffer: bool = False) -> Learner:
         learner = self._fns["init"](key, with_buffer)
         # Distinct buffers for every leaf (targets start as copies of the online networks), so
         # that donating the learner to the jitted step never donates one buffer twice.
         return jax.tree.map(jnp.array, learner)
+
+    def _first_action(self, obs: np.ndarray) -> np.ndarray:
+        if self.learner.window is not None:  # new episodes: steps still pending belong to no episode now
+            self.learner = self.learner._replace(window=nstep_clear(self.learner.window))
+        random = self.num_timesteps < self.config.learning_starts
+        self.learner, action = self._fns["first_action"](self.learner, jnp.asarray(obs), jnp.float32(random))
+        return np.asarray(action)
 
     # -- training --------------------------------------------------------------------------
     def learn(self, total_timesteps: int, callback: Callback | None = None, log_interval: int = 1000,
@@ -345,24 +312,13 @@ class OffPolicyAlgorithm:
         `callback(model)` runs after every environment step; returning False stops training.
         Metrics are synced from the device every `log_interval` steps.
         """
-        if total_timesteps < 0:
-            raise HyperparameterError(f"total_timesteps must be >= 0, got {total_timesteps}")
-        if self.env is None:
-            raise ValueError("this model has no env: pass env= to load() or call set_env(env) before learn()")
-        if reset_num_timesteps and self.num_timesteps:
-            raise ValueError("reset_num_timesteps=True would restart counters of a trained model; create a new model")
+        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
         if self.learner.buffer is None:
             self.learner = self.learner._replace(buffer=jax.tree.map(jnp.array, new_buffer(
                 self.spec, self.config.buffer_size)))
         if hasattr(self.agent, "start_run"):  # e.g. the epsilon schedule's length (kept if already set)
             self.learner = self.learner._replace(agent=self.agent.start_run(
                 self.learner.agent, self.num_timesteps + int(total_timesteps)))
-        if logger is None:
-            tb_dir = run_dir if run_dir is not None else self.tensorboard_log
-            logger = RunLogger(tb_dir, verbose=self.verbose, progress_bar=progress_bar)
-            own_logger = True
-        else:
-            own_logger = False
         self._start_episodes()
         cfg, n_envs, stepper = self.config, self.n_envs, self.stepper
         n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * n_envs
@@ -427,38 +383,6 @@ class OffPolicyAlgorithm:
 
         threading.Thread(target=compile_quietly, name="polyak-compile", daemon=True).start()
 
-    def _start_episodes(self) -> None:
-        if self._obs is not None:
-            return
-        n = self.n_envs
-        self._episode_return, self._episode_length = np.zeros(n), np.zeros(n, np.int64)
-        if self._resume is not None and isinstance(self.stepper, SingleEnvStepper):
-            r = self._resume
-            self._obs = self.stepper.restore(r["episode"], r["episode_actions"])
-            self._pending_action = r["pending_action"]
-            self._episode_return, self._episode_length = r["episode_return"], r["episode_length"]
-            self._resume = None
-            return
-        self._obs = self.stepper.reset()
-        if self.learner.window is not None:  # new episodes: steps still pending belong to no episode now
-            self.learner = self.learner._replace(window=nstep_clear(self.learner.window))
-        random = self.num_timesteps < self.config.learning_starts
-        self.learner, action = self._fns["first_action"](self.learner, jnp.asarray(self._obs), jnp.float32(random))
-        self._pending_action = np.asarray(action)
-
-    def _record_episodes(self, batch, logger: RunLogger) -> None:
-        valid = batch.valid
-        self._episode_return += np.where(valid, batch.reward, 0.0)
-        self._episode_length += valid
-        done = valid & (batch.terminated | batch.truncated)
-        for i in np.flatnonzero(done):
-            logger.episode(self.num_timesteps, float(self._episode_return[i]), int(self._episode_length[i]))
-            self._episode_return[i], self._episode_length[i] = 0.0, 0
-
-    def _check_finite(self, values: np.ndarray, what: str) -> None:
-        if not np.all(np.isfinite(values)):
-            raise NonFiniteError(f"non-finite {what} at environment step {self.num_timesteps + 1}: {values.tolist()}")
-
     def _raise_nonfinite_loss(self) -> None:
         mon = jax.device_get(self.learner.monitor)
         names = [k for i, k in enumerate(sorted(mon.metrics)) if int(mon.nonfinite_code) >> i & 1]
@@ -479,24 +403,6 @@ class OffPolicyAlgorithm:
         return logger.metrics(self.num_timesteps, values)
 
     # -- inference -------------------------------------------------------------------------
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """Action(s) in the env's units for one observation (obs_dim,) or a batch (n, obs_dim).
-
-        Returns (action, None) like Stable-Baselines3. The normaliser is frozen here.
-        """
-        obs = np.asarray(observation, np.float32)
-        single = obs.ndim == 1
-        if obs.shape[-1:] != (self.agent.obs_dim,) or obs.ndim > 2:
-            raise ValueError(f"observation shape {obs.shape} does not match the model's ({self.agent.obs_dim},) "
-                             f"or (n, {self.agent.obs_dim})")
-        self._check_finite(obs, "observation passed to predict()")
-        batch = obs[None] if single else obs
-        self._predict_key = getattr(self, "_predict_key", jax.random.PRNGKey(self.seed + 1))
-        self._predict_key, key = jax.random.split(self._predict_key)
-        action = np.asarray(self._fns["predict"](self.learner.agent, self.learner.obs_rms, batch, key, deterministic))
-        env_action = self.scaler.to_env(action)
-        return (env_action[0] if single else env_action), None
-
     def predict_q(self, observations, actions) -> np.ndarray:
         """The critics' Q(s, a) for observations and actions in the env's units, in reward units.
 
@@ -524,118 +430,14 @@ class OffPolicyAlgorithm:
         q = np.asarray(self._fns["q"](self.learner.agent, self.learner.obs_rms, obs, agent_act))
         return q[0] if single else q
 
-    def set_env(self, env: Any) -> None:
-        self._attach_env(env)
-        if self.n_envs != self.spec.n_envs:
-            raise ValueError(f"the model was built for {self.spec.n_envs} env(s), this env has {self.n_envs}")
-        self._obs = None
+    # -- checkpoints: the replay buffer is optional -------------------------------------------
+    def _learner_to_save(self, include_buffer: bool) -> Learner:
+        return self.learner if include_buffer else self.learner._replace(buffer=None)
 
-    def get_env(self):
-        return self.env
+    def _extra_metadata(self, include_buffer: bool) -> dict[str, Any]:
+        return {"action_noise": noise_to_config(self.action_noise),
+                "includes_buffer": bool(include_buffer and self.learner.buffer is not None)}
 
-    # -- checkpoints -----------------------------------------------------------------------
-    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
-        """One atomic, code-free file with everything needed to predict or resume training.
+    def _checkpoint_template(self, metadata: dict[str, Any]) -> Learner:
+        return self._init_learner(jax.random.PRNGKey(0), with_buffer=metadata["includes_buffer"])
 
-        With include_buffer=True the replay buffer is stored too, so that resuming gives exactly
-        the parameters an uninterrupted run would have reached (single Gymnasium env, CPU).
-        """
-        from polyak import __version__
-
-        path = Path(path)
-        learner = self.learner if include_buffer else self.learner._replace(buffer=None)
-        arrays = _flatten_named(jax.device_get(learner), prefix="learner")
-        episode = int(getattr(self.stepper, "episode", 0)) if self.env is not None else 0
-        if self._obs is not None:  # where the running episodes are, for an exact resume
-            arrays["host/pending_action"] = self._pending_action
-            arrays["host/episode_return"] = self._episode_return
-            arrays["host/episode_length"] = self._episode_length
-            actions = getattr(self.stepper, "episode_actions", [])
-            arrays["host/episode_actions"] = (np.stack(actions) if actions else
-                                              np.zeros((0,) + self.action_space.shape, self.action_space.dtype))
-        elif self._resume is not None:  # loaded but not trained since: pass the resume point on
-            episode = self._resume["episode"]
-            for name in ("pending_action", "episode_return", "episode_length", "episode_actions"):
-                arrays[f"host/{name}"] = self._resume[name]
-        metadata = {
-            "kind": "polyak-model", "library_version": __version__, "algorithm": self.name,
-            "config": self.config.to_dict(), "action_noise": noise_to_config(self.action_noise),
-            "obs_dim": self.agent.obs_dim, "act_dim": self.agent.act_dim, "n_envs": self.spec.n_envs,
-            **_action_space_metadata(self.action_space),
-            "env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps,
-            "includes_buffer": bool(include_buffer and self.learner.buffer is not None),
-            "episode": episode,
-        }
-        ckpt.write_checkpoint(path, arrays, metadata)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> "OffPolicyAlgorithm":
-        """Load a model written by `save`. With `env`, training can resume (`learn`)."""
-        arrays, meta = ckpt.read_checkpoint(path)
-        if meta.get("kind") != "polyak-model":
-            raise ckpt.CheckpointError(f"{path}: not a polyak model file (kind={meta.get('kind')!r})")
-        if meta["algorithm"] != cls.name:
-            raise ckpt.CheckpointError(f"{path}: holds a {meta['algorithm'].upper()} model, not {cls.name.upper()}; "
-                                       f"use polyak.load(path) or {meta['algorithm'].upper()}.load")
-        if kwargs:
-            raise HyperparameterError(f"load() takes no hyperparameter overrides, got {sorted(kwargs)}")
-        model = cls.__new__(cls)
-        model.config = cls.config_cls.from_kwargs(meta["config"])
-        model.seed, model.verbose, model.tensorboard_log = int(meta["seed"]), 0, None
-        model.action_noise = noise_from_config(meta["action_noise"])
-        model.num_timesteps = int(meta["num_timesteps"])
-        model.env, model.env_id, model._obs, model._pending_action = None, meta.get("env_id"), None, None
-        model._episode_return = model._episode_length = None
-        model.action_space = _action_space_from_metadata(meta)
-        model.scaler = action_map(model.action_space)
-        model.observation_space = gym.spaces.Box(-np.inf, np.inf, (int(meta["obs_dim"]),), np.float32)
-        model.n_envs = int(meta["n_envs"])
-        model._build(int(meta["obs_dim"]), model.action_space, n_envs=model.n_envs)
-        template = model._init_learner(jax.random.PRNGKey(0), with_buffer=meta["includes_buffer"])
-        model.learner = _unflatten_named(template, arrays, prefix="learner", path=path)
-        model._resume = None
-        if "host/pending_action" in arrays:
-            model._resume = {
-                "episode": int(meta["episode"]), "episode_actions": arrays["host/episode_actions"],
-                "pending_action": arrays["host/pending_action"], "episode_return": arrays["host/episode_return"],
-                "episode_length": arrays["host/episode_length"]}
-        if env is not None:
-            model._attach_env(env)
-            if model.n_envs != int(meta["n_envs"]):
-                raise ValueError(f"the model was saved with {meta['n_envs']} env(s), the env given has {model.n_envs}")
-        return model
-
-
-def _action_space_metadata(space: gym.Space) -> dict[str, Any]:
-    if isinstance(space, gym.spaces.Discrete):
-        return {"action_space": "Discrete", "action_n": int(space.n), "action_start": int(space.start)}
-    return {"action_low": np.asarray(space.low, np.float64).tolist(),
-            "action_high": np.asarray(space.high, np.float64).tolist()}
-
-
-def _action_space_from_metadata(meta: dict[str, Any]) -> gym.Space:
-    if meta.get("action_space") == "Discrete":
-        return gym.spaces.Discrete(int(meta["action_n"]), start=int(meta["action_start"]))
-    low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
-    return gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
-
-
-def _flatten_named(tree: Any, prefix: str) -> dict[str, np.ndarray]:
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {prefix + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
-
-
-def _unflatten_named(template: Any, arrays: dict[str, np.ndarray], prefix: str, path) -> Any:
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    out = []
-    for key_path, leaf in leaves:
-        name = prefix + jax.tree_util.keystr(key_path)
-        if name not in arrays:
-            raise ckpt.CheckpointError(f"{path}: missing array {name!r} (saved by an incompatible version?)")
-        value = arrays[name]
-        if value.shape != leaf.shape or value.dtype != leaf.dtype:
-            raise ckpt.CheckpointError(f"{path}: array {name!r} has shape {value.shape} {value.dtype}, "
-                                       f"expected {leaf.shape} {leaf.dtype}")
-        out.append(jnp.asarray(value))
-    return jax.tree_util.tree_unflatten(treedef, out)

@@ -14,8 +14,9 @@ Everything else lives here, once:
       update()         agent.update on the full rollout, t = 0          (only when the rollout is full)
       act(obs)         sample a_t ~ pi(.|s_t) and write (s_t, a_t, log pi) into row t
   `polyak.jitted` composes the very same functions with a JAX environment under `lax.scan`.
-* The host loop over Gymnasium envs, the SB3-style class (`PPO("MlpPolicy", env).learn(...)`),
-  predict, save and load (same checkpoint format and resume rules as the off-policy family).
+* The host loop over Gymnasium envs and the on-policy part of the SB3-style class
+  (`PPO("MlpPolicy", env).learn(...)`); predict, save and load are `algorithm.Algorithm`'s, shared
+  with the off-policy family.
 
 Observations are normalised when they are acted on and stored normalised, so the log-probabilities
 recorded during the rollout are exactly those of the stored inputs (the ratio starts at 1).
@@ -29,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, ClassVar, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import gymnasium as gym
@@ -38,12 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from polyak.algos.base import NonFiniteError, _flatten_named, _unflatten_named
+from polyak.algos.algorithm import Algorithm, Callback, NonFiniteError
 from polyak.algos.config import Config, HyperparameterError, need
-from polyak.common import checkpoint as ckpt
-from polyak.common.boundaries import SingleEnvStepper, VectorEnvStepper
+from polyak.common.boundaries import VectorEnvStepper
 from polyak.common.distributions import Categorical, DiagGaussian
-from polyak.common.envs import ActionScaler, SpaceError, check_spaces, make_env
+from polyak.common.envs import SpaceError, check_spaces
 from polyak.common.logger import RunLogger
 from polyak.common.networks import MLP
 from polyak.common.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
@@ -446,45 +446,11 @@ def check_policy_gradient_spaces(observation_space: gym.Space, action_space: gym
     check_spaces(observation_space, action_space, algo_name)
 
 
-class DiscreteActions:
-    """The env-side action of a Discrete space: the float index -> int."""
+class OnPolicyAlgorithm(Algorithm):
+    """The on-policy family's part of the model API: whole rollouts collected with the current policy,
+    one update per rollout (the learner keeps the partly filled rollout, so training resumes mid-rollout)."""
 
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        return np.asarray(action, np.float32)[..., 0].astype(np.int64)
-
-    def to_agent(self, env_action: np.ndarray) -> np.ndarray:
-        return np.asarray(env_action, np.float32)[..., None]
-
-
-Callback = Callable[["OnPolicyAlgorithm"], Any]
-
-
-class OnPolicyAlgorithm:
-    name: ClassVar[str]
-    config_cls: ClassVar[type[OnPolicyConfig]]
-    agent_cls: ClassVar[type[PolicyGradientAgent]]
-
-    def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, policy_kwargs: dict | None = None,
-                 seed: int | None = None, verbose: int = 0, tensorboard_log: str | None = None,
-                 device: str = "auto", **hyperparameters: Any):
-        if policy != "MlpPolicy":
-            raise HyperparameterError(f"policy must be 'MlpPolicy' (got {policy!r}); network sizes go in "
-                                      "policy_kwargs=dict(net_arch=[...])")
-        if device not in ("auto", "cpu"):
-            raise HyperparameterError(f"device must be 'auto' or 'cpu' (JAX picks its default device), got {device!r}")
-        self.config = self.config_cls.from_kwargs(hyperparameters, policy_kwargs)
-        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
-        self.verbose, self.tensorboard_log = verbose, tensorboard_log
-        self.num_timesteps = 0
-        self.env = None
-        self._obs = self._pending_action = self._episode_return = self._episode_length = None
-        self._resume: dict | None = None
-        if env is None:
-            raise ValueError(f"{type(self).__name__} needs an env (an id such as 'CartPole-v1', a gymnasium.Env "
-                             f"or a vector env); to load a saved model without one use {type(self).__name__}.load(path)")
-        self._attach_env(env)
-        self._build(self.observation_space.shape[0], self._action_layout(self.action_space), self.n_envs)
-        self.learner = self._fns["init"](jax.random.PRNGKey(self.seed))
+    example_env = "CartPole-v1"
 
     # -- construction ----------------------------------------------------------------------
     @staticmethod
@@ -494,32 +460,27 @@ class OnPolicyAlgorithm:
             return 1, int(action_space.n)
         return int(action_space.shape[0]), 0
 
-    def _attach_env(self, env: Any) -> None:
-        env = make_env(env)
-        is_vector = isinstance(env, gym.vector.VectorEnv)
-        obs_space = env.single_observation_space if is_vector else env.observation_space
-        act_space = env.single_action_space if is_vector else env.action_space
-        check_policy_gradient_spaces(obs_space, act_space, type(self).__name__)
-        if hasattr(self, "agent") and (obs_space.shape[0], self._action_layout(act_space)) != (
-                self.agent.obs_dim, (self.agent.act_dim, self.agent.n_actions)):
-            raise ValueError(f"env spaces {obs_space}/{act_space} do not match the model's")
-        stepper = VectorEnvStepper(env, self.seed) if is_vector else SingleEnvStepper(env, self.seed)
-        if is_vector and not stepper.same_step:
+    def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        check_policy_gradient_spaces(observation_space, action_space, type(self).__name__)
+
+    def _check_stepper(self, stepper) -> None:
+        if isinstance(stepper, VectorEnvStepper) and not stepper.same_step:
             raise ValueError(
                 f"{type(self).__name__} needs every vector step to be a transition: create the vector env with "
                 "SAME_STEP autoreset, e.g. gymnasium.make_vec(id, n, vector_kwargs={'autoreset_mode': "
                 "gymnasium.vector.AutoresetMode.SAME_STEP}) (polyak's own JAX envs already are)")
-        self.env, self.stepper, self.n_envs = env, stepper, stepper.n_envs
-        self.env_id = env.spec.id if getattr(env, "spec", None) is not None else None
-        self.observation_space, self.action_space = obs_space, act_space
-        self.scaler = (DiscreteActions() if isinstance(act_space, gym.spaces.Discrete)
-                       else ActionScaler(act_space.low, act_space.high))
 
-    def _build(self, obs_dim: int, action_layout: tuple[int, int], n_envs: int) -> None:
-        act_dim, n_actions = action_layout
-        self.agent = self.agent_cls(self.config, obs_dim, act_dim, n_actions)
+    def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
+        self.agent = self.agent_cls(self.config, obs_dim, *self._action_layout(action_space))
         self.spec = OnPolicySpec(self.agent, n_envs)
         self._fns = compiled(self.spec)
+
+    def _init_learner(self, key: jax.Array) -> OnPolicyLearner:
+        return self._fns["init"](key)
+
+    def _first_action(self, obs: np.ndarray) -> np.ndarray:
+        self.learner, action = self._fns["start"](self.learner, jnp.asarray(obs))
+        return np.asarray(action)
 
     # -- training --------------------------------------------------------------------------
     def learn(self, total_timesteps: int, callback: Callback | None = None, log_interval: int = 1000,
@@ -530,16 +491,7 @@ class OnPolicyAlgorithm:
         `callback(model)` runs after every environment step; returning False stops training.
         Metrics of the latest update are logged every `log_interval` steps.
         """
-        if total_timesteps < 0:
-            raise HyperparameterError(f"total_timesteps must be >= 0, got {total_timesteps}")
-        if self.env is None:
-            raise ValueError("this model has no env: pass env= to load() or call set_env(env) before learn()")
-        if reset_num_timesteps and self.num_timesteps:
-            raise ValueError("reset_num_timesteps=True would restart counters of a trained model; create a new model")
-        own_logger = logger is None
-        if own_logger:
-            logger = RunLogger(run_dir if run_dir is not None else self.tensorboard_log, verbose=self.verbose,
-                               progress_bar=progress_bar)
+        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
         n_envs, stepper, cols = self.n_envs, self.stepper, self.spec.columns()
         collect, collect_update = self._fns["host_collect"], self._fns["collect_update"]
         packed = np.zeros((n_envs, self.spec.packed_width), np.float32)
@@ -600,32 +552,6 @@ class OnPolicyAlgorithm:
                 logger.close()
         return self
 
-    def _start_episodes(self) -> None:
-        if self._obs is not None:
-            return
-        n = self.n_envs
-        self._episode_return, self._episode_length = np.zeros(n), np.zeros(n, np.int64)
-        if self._resume is not None and isinstance(self.stepper, SingleEnvStepper):
-            r, self._resume = self._resume, None
-            self._obs = self.stepper.restore(r["episode"], r["episode_actions"])
-            self._pending_action = r["pending_action"]
-            self._episode_return, self._episode_length = r["episode_return"], r["episode_length"]
-            return
-        self._obs = self.stepper.reset()
-        self.learner, action = self._fns["start"](self.learner, jnp.asarray(self._obs))
-        self._pending_action = np.asarray(action)
-
-    def _record_episodes(self, batch, logger: RunLogger) -> None:
-        self._episode_return += batch.reward
-        self._episode_length += 1
-        for i in np.flatnonzero(batch.terminated | batch.truncated):
-            logger.episode(self.num_timesteps, float(self._episode_return[i]), int(self._episode_length[i]))
-            self._episode_return[i], self._episode_length[i] = 0.0, 0
-
-    def _check_finite(self, values: np.ndarray, what: str) -> None:
-        if not np.all(np.isfinite(values)):
-            raise NonFiniteError(f"non-finite {what} at environment step {self.num_timesteps + 1}: {values.tolist()}")
-
     def _raise_nonfinite_loss(self) -> None:
         learner = jax.device_get(self.learner)
         names = [k for i, k in enumerate(sorted(learner.metrics)) if int(learner.nonfinite_code) >> i & 1]
@@ -634,106 +560,9 @@ class OnPolicyAlgorithm:
                              "normalise rewards)")
 
     # -- inference -------------------------------------------------------------------------
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """Action(s) in the env's units for one observation (obs_dim,) or a batch (n, obs_dim).
-
-        Returns (action, None) like Stable-Baselines3; the normaliser is frozen here.
-        """
-        obs = np.asarray(observation, np.float32)
-        single = obs.ndim == 1
-        if obs.shape[-1:] != (self.agent.obs_dim,) or obs.ndim > 2:
-            raise ValueError(f"observation shape {obs.shape} does not match the model's ({self.agent.obs_dim},) "
-                             f"or (n, {self.agent.obs_dim})")
-        self._check_finite(obs, "observation passed to predict()")
-        self._predict_key = getattr(self, "_predict_key", jax.random.PRNGKey(self.seed + 1))
-        self._predict_key, key = jax.random.split(self._predict_key)
-        action = np.asarray(self._fns["predict"](self.learner.agent, self.learner.obs_rms,
-                                                 obs[None] if single else obs, key, deterministic))
-        env_action = self.scaler.to_env(action)
-        return (env_action[0] if single else env_action), None
-
     def predict_values(self, observations) -> np.ndarray:
         """The critic's V(s) for raw observations (n, obs_dim) -> (n,), frozen normaliser.
 
         With normalize_reward the values are in normalised-reward units."""
         obs = np.asarray(observations, np.float32).reshape(-1, self.agent.obs_dim)
         return np.asarray(self._fns["value"](self.learner.agent, self.learner.obs_rms, obs))
-
-    def set_env(self, env: Any) -> None:
-        self._attach_env(env)
-        if self.n_envs != self.spec.n_envs:
-            raise ValueError(f"the model was built for {self.spec.n_envs} env(s), this env has {self.n_envs}")
-        self._obs = None
-
-    def get_env(self):
-        return self.env
-
-    # -- checkpoints -----------------------------------------------------------------------
-    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
-        """One atomic, code-free file with everything needed to predict or resume training, including
-        the partly filled rollout (`include_buffer` is accepted for API symmetry: a rollout is always saved)."""
-        from polyak import __version__
-
-        path = Path(path)
-        arrays = _flatten_named(jax.device_get(self.learner), prefix="learner")
-        episode = int(getattr(self.stepper, "episode", 0)) if self.env is not None else 0
-        if self._obs is not None:
-            actions = getattr(self.stepper, "episode_actions", [])
-            host = {"pending_action": self._pending_action, "episode_return": self._episode_return,
-                    "episode_length": self._episode_length,
-                    "episode_actions": np.stack(actions) if actions else np.zeros((0,), np.float32)}
-        elif self._resume is not None:
-            episode, host = self._resume["episode"], {k: v for k, v in self._resume.items() if k != "episode"}
-        else:
-            host = {}
-        arrays.update({f"host/{k}": np.asarray(v) for k, v in host.items()})
-        space = self.action_space
-        metadata = {
-            "kind": "polyak-model", "library_version": __version__, "algorithm": self.name,
-            "config": self.config.to_dict(), "obs_dim": self.agent.obs_dim, "act_dim": self.agent.act_dim,
-            "n_actions": self.agent.n_actions, "n_envs": self.spec.n_envs,
-            "action_low": None if self.agent.discrete else np.asarray(space.low).tolist(),
-            "action_high": None if self.agent.discrete else np.asarray(space.high).tolist(),
-            "env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps, "episode": episode,
-        }
-        ckpt.write_checkpoint(path, arrays, metadata)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, **kwargs: Any) -> "OnPolicyAlgorithm":
-        """Load a model written by `save`. With `env`, training can resume (`learn`)."""
-        arrays, meta = ckpt.read_checkpoint(path)
-        if meta.get("kind") != "polyak-model":
-            raise ckpt.CheckpointError(f"{path}: not a polyak model file (kind={meta.get('kind')!r})")
-        if meta["algorithm"] != cls.name:
-            raise ckpt.CheckpointError(f"{path}: holds a {meta['algorithm'].upper()} model, not {cls.name.upper()}; "
-                                       f"use polyak.load(path) or {meta['algorithm'].upper()}.load")
-        if kwargs:
-            raise HyperparameterError(f"load() takes no hyperparameter overrides, got {sorted(kwargs)}")
-        model = cls.__new__(cls)
-        model.config = cls.config_cls.from_kwargs(meta["config"])
-        model.seed, model.verbose, model.tensorboard_log = int(meta["seed"]), 0, None
-        model.num_timesteps = int(meta["num_timesteps"])
-        model.env, model.env_id = None, meta.get("env_id")
-        model._obs = model._pending_action = model._episode_return = model._episode_length = None
-        n_actions = int(meta["n_actions"])
-        if n_actions:
-            model.action_space, model.scaler = gym.spaces.Discrete(n_actions), DiscreteActions()
-        else:
-            low, high = np.asarray(meta["action_low"], np.float32), np.asarray(meta["action_high"], np.float32)
-            model.action_space, model.scaler = gym.spaces.Box(low, high), ActionScaler(low, high)
-        model.observation_space = gym.spaces.Box(-np.inf, np.inf, (int(meta["obs_dim"]),), np.float32)
-        model.n_envs = int(meta["n_envs"])
-        model._build(int(meta["obs_dim"]), (int(meta["act_dim"]), n_actions), model.n_envs)
-        template = model._fns["init"](jax.random.PRNGKey(0))
-        model.learner = _unflatten_named(template, arrays, prefix="learner", path=path)
-        model._resume = None
-        if "host/pending_action" in arrays:
-            model._resume = {"episode": int(meta["episode"]),
-                             **{k: arrays[f"host/{k}"] for k in ("pending_action", "episode_return",
-                                                                  "episode_length", "episode_actions")}}
-        if env is not None:
-            model._attach_env(env)
-            if model.n_envs != int(meta["n_envs"]):
-                raise ValueError(f"the model was saved with {meta['n_envs']} env(s), the env given has {model.n_envs}")
-        return model

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from polyak.algos.base import NonFiniteError
+from polyak.algos.algorithm import NonFiniteError
 from polyak.algos.config import Config, HyperparameterError, need
 from polyak.common import checkpoint as ckpt
 from polyak.common.boundaries import SingleEnvStepper, bootstrap_target
@@ -397,8 +397,9 @@ class QLearning:
         return (actions[()] if obs.ndim == 0 else actions), None
 
     # -- checkpoints -----------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """One atomic, code-free polyak file: Q table, visit counts, hyperparameters, counters, RNG state."""
+    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
+        """One atomic, code-free polyak file: Q table, visit counts, hyperparameters, counters, RNG state.
+        (`include_buffer` is accepted as by the other algorithms; Q-learning keeps no replay buffer.)"""
         from polyak import __version__
 
         path = Path(path)
