@@ -7,7 +7,10 @@ What is measured
 ----------------
 The lecture's claim: any baseline b that does not depend on the action leaves the expected gradient
 unchanged (E[grad log pi(a|s)] = 0) and changes only its variance, in the order
-none > constant > time-dependent >~ state-dependent. To see it, everything but the baseline is fixed:
+none > constant > time-dependent > state-dependent. The last step holds only if the "state" contains
+everything the return-to-go depends on: under a time limit the MDP's state is (s, t) (Pardo et al. 2018),
+so the benchmark has two state-dependent baselines, V(s) ("state", blind to the time left) and
+V(s, t) ("state_time"). To see the ordering, everything but the baseline is fixed:
 
 1. **The policy.** A ``REINFORCE(baseline="state")`` model trained for ``--train-steps`` steps (default
    20,000, with the tuned hyperparameters of polyak/zoo.py) on the env. A partly trained policy
@@ -17,15 +20,18 @@ none > constant > time-dependent >~ state-dependent. To see it, everything but t
    it is not yet good, so the gradient is far from zero. ``--train-steps 0`` measures the initial
    policy. Its parameters (and observation normaliser) are frozen from here on and are the same for
    every baseline.
-2. **The state baseline V.** The model's critic, then fitted further (value head only, Adam,
-   ``--fit-steps`` steps) to Monte-Carlo returns of the fixed policy on *separate* rollouts
-   (``--fit-batches`` batches, other env seeds), so V estimates V^pi of this very policy. Its
-   explained variance on the benchmark's own rollouts is reported.
+2. **The state baselines V(s) and V(s, t).** V(s) starts from the model's critic; V(s, t) from the
+   same net with one more input, t / time_horizon (time_horizon: the env's time limit), whose
+   weights start at zero, so both start as the same function. Each is then fitted (value head
+   only, Adam, ``--fit-steps`` steps, on the returns standardised by their mean and std, so the
+   fit does not depend on the reward scale) to Monte-Carlo returns of the fixed policy on the same
+   *separate* rollouts (``--fit-batches`` batches, other env seeds), so it estimates V^pi of this
+   very policy. Their explained variances on the benchmark's own rollouts are reported.
 3. **The batches.** ``--batches`` independent batches, each ``--batch-steps`` steps of
    ``--envs-per-batch`` envs from a reset (one env per batch by default: a rollout of REINFORCE's
    default shape, 1000 x 1), all collected at once in one Gymnasium vector env with the frozen
    policy sampling actions.
-4. **The estimates.** For each batch and each baseline (none, constant, time, state) the gradient
+4. **The estimates.** For each batch and each baseline (none, constant, time, state, state_time) the gradient
    g (flattened, policy parameters only, ascent direction) of REINFORCE's own loss,
    ``REINFORCEAgent.advantages`` then ``jax.grad(REINFORCEAgent.loss)`` — exactly what a training
    update uses, with normalize_advantage off (normalising rescales each batch's advantages, which
@@ -39,14 +45,18 @@ of "none"; and a paired test of E[g]: with d_i = g_i - g_i(none) on the same bat
 ``shift/noise`` = ||mean d|| / sqrt(tr Cov(d) / B), about 1 when the two estimators have the same
 expectation, growing like sqrt(B) when they do not.
 
-Note what the estimators are: "none", "constant" and "time" use only rows whose episode ended inside
-the batch (their return is known), and the constant and time baselines are averages over the batch
-itself, each row's own return included. For "constant" that is an O(1/n) effect over ~1000 rows;
-for "time" the average at time step t runs over only the n_t episodes of the batch that reached t,
-so G_t - b(t) = (1 - 1/n_t)(G_t - mean of the others): the gradient is shrunk, entirely (zero) where
-one episode alone reached t. That lowers the variance beyond the baseline's own merit, shows as a
-shorter mean gradient and a shift/noise above 1, and is why the noise-to-signal column is given.
-"state" bootstraps the cut episode from V(s') and uses every row.
+Note what the estimators are, and what each baseline sees:
+
+* "none", "constant" and "time" use only rows whose episode ended inside the batch (their return is
+  known). The constant and time baselines are averages over the batch's *other* rows (a row's own
+  return in b would depend on its action and shrink the gradient by (1 - 1/n)): "constant" sees
+  nothing, "time" sees the time step t through the batch's other episodes at t (b = 0 where no
+  other episode of the batch reached t).
+* "state" (V(s)) sees the observation, "state_time" (V(s, t)) the observation and t. Both use every
+  row and bootstrap the episode cut by the batch's end, from V(s') or V(s', t + 1). "state" also
+  bootstraps at a time limit, which changes the return it estimates (shift/noise well above 1
+  where episodes end at a time limit); "state_time" treats a time-limit end as terminal (with t in
+  the state it is one), so on complete episodes its returns are those of "none".
 """
 
 from __future__ import annotations
@@ -190,23 +200,49 @@ def split_batches(rollout: Rollout, batches: int) -> Rollout:
 
 
 # --------------------------------------------------------------------------------------------
-# 2. The state baseline: fit V to the fixed policy's Monte-Carlo returns
+# 2. The learned baselines: fit V(s) and V(s, t) to the fixed policy's Monte-Carlo returns
 # --------------------------------------------------------------------------------------------
 
+CRITICS = ("state", "state_time")  # V(s) and V(s, t): the baselines with a learned value net
 
-def fit_value(model: REINFORCE, fit_rollout: Rollout, cfg: VarianceBenchConfig) -> dict:
-    """Params with the value head regressed on Monte-Carlo returns (policy params untouched)."""
-    params = model.learner.agent.params
+
+def initial_value_params(model: REINFORCE, critic: str) -> dict:
+    """The model's critic V(s); for V(s, t) the same net with a zero weight on the t input (the same function)."""
+    value = model.learner.agent.params["value"]
+    if critic == "state":
+        return value
+    first = value["params"]["Dense_0"]
+    kernel = jnp.concatenate([first["kernel"], jnp.zeros_like(first["kernel"][:1])])  # one input row more: t
+    return {"params": {**value["params"], "Dense_0": {**first, "kernel": kernel}}}
+
+
+def fit_value(model: REINFORCE, fit_rollout: Rollout, cfg: VarianceBenchConfig, critic: str) -> dict:
+    """Params whose value net (V(s) or V(s, t)) is regressed on Monte-Carlo returns (policy params untouched)."""
+    params = dict(model.learner.agent.params, value=initial_value_params(model, critic))
     if cfg.fit_steps == 0:
         return params
     mc = benchmark_agent(model, "none")  # G_t to the episode's end, weight 1 on rows whose episode ended
-    _, returns, weight, _ = _advantages(mc, params, fit_rollout)
+    _, returns, weight, _ = _advantages(mc, model.learner.agent.params, fit_rollout)
     keep = np.flatnonzero(np.asarray(weight).reshape(-1) > 0)
-    obs = fit_rollout.obs.reshape(-1, mc.obs_dim)[keep]
+    agent = benchmark_agent(model, critic)
+    inputs = agent.value_inputs(fit_rollout.obs, fit_rollout.time_in_episode)
+    inputs = inputs.reshape(-1, inputs.shape[-1])[keep]
     target = returns.reshape(-1)[keep]
-    value = _fit_value(mc, cfg.fit_steps, min(cfg.fit_minibatch, len(keep)), cfg.fit_lr, params["value"], obs, target,
-                       jax.random.PRNGKey(cfg.seed + 1))
-    return dict(params, value=value)
+    # regress the standardised return (V = mean + std * net), so that the fit does not depend on the
+    # reward scale: Adam moves each weight by about fit_lr per step, and Pendulum's returns are ~ -360 ± 180
+    mean, std = target.mean(), target.std() + 1e-8
+    net = _fit_value(agent, cfg.fit_steps, min(cfg.fit_minibatch, len(keep)), cfg.fit_lr,
+                     affine_output(params["value"], 1.0 / std, -mean / std), inputs, (target - mean) / std,
+                     jax.random.PRNGKey(cfg.seed + 1))
+    return dict(params, value=affine_output(net, std, mean))
+
+
+def affine_output(value_params: dict, scale, shift) -> dict:
+    """The params of scale * V + shift: V's output layer (its last Dense) rescaled."""
+    layers = value_params["params"]
+    last = f"Dense_{len(layers) - 1}"
+    out = layers[last]
+    return {"params": {**layers, last: {"kernel": out["kernel"] * scale, "bias": out["bias"] * scale + shift}}}
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -215,14 +251,14 @@ def _advantages(agent: REINFORCEAgent, params: dict, rollout: Rollout):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _fit_value(agent: REINFORCEAgent, steps: int, minibatch: int, lr: float, value_params, obs, target, key):
-    """`steps` Adam steps on mean (V(s) - G)^2 over random minibatches of (obs, target)."""
+def _fit_value(agent: REINFORCEAgent, steps: int, minibatch: int, lr: float, value_params, inputs, target, key):
+    """`steps` Adam steps on mean (V - G)^2 over random minibatches of (value inputs, target)."""
     opt = optax.adam(lr)
 
     def step(carry, key):
         value_params, opt_state = carry
-        i = jax.random.randint(key, (minibatch,), 0, obs.shape[0])
-        loss_fn = lambda vp: jnp.mean((agent.value({"value": vp}, obs[i]) - target[i]) ** 2)  # noqa: E731
+        i = jax.random.randint(key, (minibatch,), 0, inputs.shape[0])
+        loss_fn = lambda vp: jnp.mean((agent.value({"value": vp}, inputs[i]) - target[i]) ** 2)  # noqa: E731
         grad = jax.grad(loss_fn)(value_params)
         updates, opt_state = opt.update(grad, opt_state)
         return (optax.apply_updates(value_params, updates), opt_state), None
@@ -234,6 +270,17 @@ def _fit_value(agent: REINFORCEAgent, steps: int, minibatch: int, lr: float, val
 # --------------------------------------------------------------------------------------------
 # 3-4. The gradient estimates and their statistics
 # --------------------------------------------------------------------------------------------
+
+
+def value_explained_variance(model: REINFORCE, critic: str, fitted: dict, rollout: Rollout, returns: jax.Array,
+                             keep: np.ndarray) -> dict[str, float]:
+    """Explained variance of V(s) or V(s, t) for the returns of the rows marked `keep`, before and after the fit."""
+    agent = benchmark_agent(model, critic)
+    out = {}
+    for tag, value_params in (("before_fit", initial_value_params(model, critic)), ("after_fit", fitted["value"])):
+        value = agent.rollout_values(dict(fitted, value=value_params), rollout)[0]
+        out[tag] = float(explained_variance(value.reshape(-1)[keep], returns.reshape(-1)[keep]))
+    return out
 
 
 def policy_gradient(agent: REINFORCEAgent, params: dict, rollout: Rollout) -> jax.Array:
@@ -294,27 +341,25 @@ def run(cfg: VarianceBenchConfig) -> dict[str, Any]:
     t_train = time.perf_counter() - t0
     k = cfg.envs_per_batch
     fit_rollout, _ = collect(model, cfg.env, max(2, cfg.fit_batches * k), cfg.batch_steps, 1_000_000 + cfg.seed)
-    params = fit_value(model, fit_rollout, cfg)
+    fitted = {critic: fit_value(model, fit_rollout, cfg, critic) for critic in CRITICS}
     rollout, episodes = collect(model, cfg.env, cfg.batches * k, cfg.batch_steps, 2_000_000 + cfg.seed)
     batches = split_batches(rollout, cfg.batches)
     t_collect = time.perf_counter() - t0 - t_train
 
-    grads = {name: batch_gradients(benchmark_agent(model, name), params, batches) for name in BASELINES}
+    # the same policy parameters for every baseline; "state_time" reads its own value net V(s, t)
+    grads = {name: batch_gradients(benchmark_agent(model, name), fitted[name if name in CRITICS else "state"], batches)
+             for name in BASELINES}
     stats = gradient_statistics(grads)
-    # how well V predicts the Monte-Carlo returns of the benchmark's own rows (complete episodes)
-    mc = benchmark_agent(model, "none")
-    _, returns, weight, value = _advantages(mc, params, rollout)
-    value_before = _advantages(mc, model.learner.agent.params, rollout)[3]
+    # how well each V predicts the Monte-Carlo returns of the benchmark's own rows (complete episodes)
+    _, returns, weight, _ = _advantages(benchmark_agent(model, "none"), model.learner.agent.params, rollout)
     keep = np.asarray(weight).reshape(-1) > 0
-    ev = {f"explained_variance_{tag}": float(explained_variance(jnp.asarray(np.asarray(v).reshape(-1)[keep]),
-                                                                jnp.asarray(np.asarray(returns).reshape(-1)[keep])))
-          for tag, v in (("before_fit", value_before), ("after_fit", value))}
+    ev = {critic: value_explained_variance(model, critic, fitted[critic], rollout, returns, keep) for critic in CRITICS}
     n_params = int(next(iter(grads.values())).shape[1])
     return {
         "config": dataclasses.asdict(cfg),
         "policy": {"train_steps": model.num_timesteps, "n_policy_parameters": n_params,
                    "gamma": model.config.gamma, "hyperparameters": model.config.to_dict(), **episodes,
-                   "rows_with_known_return": float(keep.mean()), **ev},
+                   "rows_with_known_return": float(keep.mean()), "explained_variance": ev},
         "baselines": stats,
         "ordering_by_variance": sorted(stats, key=lambda n: -stats[n]["total_variance"]),
         "seconds": {"train_policy": round(t_train, 2), "collect_and_fit": round(t_collect, 2),
@@ -329,13 +374,15 @@ def run(cfg: VarianceBenchConfig) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     c, p = result["config"], result["policy"]
+    ev = p["explained_variance"]
     lines = [
         f"REINFORCE gradient variance on {c['env']}: {c['batches']} batches of {c['batch_steps']} steps x "
         f"{c['envs_per_batch']} env(s), fixed policy after {p['train_steps']} training steps "
         f"(episode return {p['episode_return_mean']:.1f} ± {p['episode_return_std']:.1f} over {p['episodes']} "
         f"episodes), {p['n_policy_parameters']} policy parameters, gamma {p['gamma']:g}; "
-        f"V explained variance {p['explained_variance_before_fit']:.2f} -> {p['explained_variance_after_fit']:.2f} "
-        "after the fit.",
+        f"explained variance before -> after the fit: V(s) {ev['state']['before_fit']:.2f} -> "
+        f"{ev['state']['after_fit']:.2f}, V(s, t) {ev['state_time']['before_fit']:.2f} -> "
+        f"{ev['state_time']['after_fit']:.2f}.",
         "",
         "| baseline | tr Cov(g) | relative to none | tr Cov(g) / ‖mean g‖² (relative) | ‖mean g‖ "
         "| cos(mean g, mean g_none) | shift/noise vs none |",
