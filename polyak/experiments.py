@@ -380,16 +380,18 @@ def _env_safe(env_id: str) -> str:
     return env_id.replace("/", "_")
 
 
-def _vmappable(env_id: str) -> bool:
-    """A polyak JAX environment whose Gymnasium registration has a vector_entry_point."""
-    if not env_id.startswith("polyak/"):
+def _vmappable(algo: str, env_id: str) -> bool:
+    """An algorithm the jitted loop runs (not A3C or tabular Q-learning) on a JAX environment: a polyak/ or
+    gymnax/ id whose Gymnasium registration has a vector_entry_point."""
+    if not env_id.startswith(("polyak/", "gymnax/")):
         return False
     import gymnasium as gym
 
-    import polyak  # noqa: F401  (registers polyak's ids)
+    import polyak  # registers polyak's ids
 
     spec = gym.registry.get(env_id)
-    return spec is not None and spec.vector_entry_point is not None
+    runs_jitted = getattr(polyak.ALGORITHMS.get(algo), "jitted_loop", False)
+    return runs_jitted and spec is not None and spec.vector_entry_point is not None
 
 
 def _passthrough(args) -> list[str]:
@@ -446,7 +448,7 @@ def train_many(args) -> int:
     specs = seed_specs(args)
     # The vmapped trainer takes no --checkpoint-every, --save-buffer or --variant: those go to processes.
     host_only = args.checkpoint_every or args.save_buffer or args.variant
-    if _vmappable(args.env) and args.backend == "local" and args.workers is None and not host_only \
+    if _vmappable(args.algo, args.env) and args.backend == "local" and args.workers is None and not host_only \
             and importlib.util.find_spec("polyak.jitted"):
         return _train_vmapped(args, specs)
     k = default_workers(len(specs)) if args.workers is None else args.workers

@@ -217,7 +217,9 @@ def test_options_for_several_seeds_need_seeds():
 def test_jax_env_seeds_dispatch_to_the_vmapped_trainer_when_it_exists(tmp_path, monkeypatch, capsys):
     from polyak.zoo import tuned_hyperparameters
 
-    assert _vmappable("polyak/Pendulum-v1") and not _vmappable("Pendulum-v1") and not _vmappable("polyak/Nope-v0")
+    assert _vmappable("sac", "polyak/Pendulum-v1") and _vmappable("dqn", "gymnax/CartPole-v1")
+    assert not _vmappable("sac", "Pendulum-v1") and not _vmappable("sac", "polyak/Nope-v0")
+    assert not _vmappable("a3c", "polyak/Pendulum-v1") and not _vmappable("qlearning", "polyak/Pendulum-v1")
     calls = []
 
     def train_seeds(algo, env_id, seeds, steps, hyperparameters, env_kwargs=None, n_envs=1, run_root="runs",
