@@ -171,6 +171,13 @@ class Algorithm:
             logger.episode(self.num_timesteps, float(self._episode_return[i]), int(self._episode_length[i]))
             self._episode_return[i], self._episode_length[i] = 0.0, 0
 
+    def _step_envs(self):
+        """Send the pending action to the env(s); the StepBatch, with observations and rewards checked."""
+        batch = self.stepper.step(self.scaler.to_env(self._pending_action))
+        self._check_finite(batch.next_obs, "observation")
+        self._check_finite(batch.reward, "reward")
+        return batch
+
     def _check_finite(self, values: np.ndarray, what: str) -> None:
         if not np.all(np.isfinite(values)):
             raise NonFiniteError(f"non-finite {what} at environment step {self.num_timesteps + 1}: {values.tolist()}")

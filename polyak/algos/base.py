@@ -320,7 +320,7 @@ class OffPolicyAlgorithm(Algorithm):
             self.learner = self.learner._replace(agent=self.agent.start_run(
                 self.learner.agent, self.num_timesteps + int(total_timesteps)))
         self._start_episodes()
-        cfg, n_envs, stepper = self.config, self.n_envs, self.stepper
+        cfg, n_envs = self.config, self.n_envs
         n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * n_envs
         store_fn, train_fn, collect_fn = self._fns["store"], self._fns["train"](n_grad), self._fns["train"](0)
         cols = self.spec.columns()
@@ -334,9 +334,7 @@ class OffPolicyAlgorithm(Algorithm):
         try:
             while self.num_timesteps < target:
                 action = self._pending_action
-                batch = stepper.step(self.scaler.to_env(action))
-                self._check_finite(batch.next_obs, "observation")
-                self._check_finite(batch.reward, "reward")
+                batch = self._step_envs()
                 self.num_timesteps += int(batch.valid.sum())
                 vector_step = self.num_timesteps // n_envs
                 learning = self.num_timesteps >= cfg.learning_starts

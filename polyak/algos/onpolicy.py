@@ -492,7 +492,7 @@ class OnPolicyAlgorithm(Algorithm):
         Metrics of the latest update are logged every `log_interval` steps.
         """
         logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
-        n_envs, stepper, cols = self.n_envs, self.stepper, self.spec.columns()
+        n_envs, cols = self.n_envs, self.spec.columns()
         collect, collect_update = self._fns["host_collect"], self._fns["collect_update"]
         packed = np.zeros((n_envs, self.spec.packed_width), np.float32)
         # The update's program takes seconds to compile: when this run will reach the end of a rollout,
@@ -509,10 +509,7 @@ class OnPolicyAlgorithm(Algorithm):
         logger.start(int(total_timesteps), self.num_timesteps)
         try:
             while self.num_timesteps < target:
-                action = self._pending_action
-                batch = stepper.step(self.scaler.to_env(action))
-                self._check_finite(batch.next_obs, "observation")
-                self._check_finite(batch.reward, "reward")
+                batch = self._step_envs()
                 self.num_timesteps += n_envs
                 packed[:, cols["reward"]] = batch.reward[:, None]
                 packed[:, cols["next_obs"]] = batch.next_obs
