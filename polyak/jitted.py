@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,7 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from polyak.algos import onpolicy
-from polyak.algos.base import LoopSpec, Learner, first_action, init_learner, store_step, train_step
+from polyak.algos.base import (LoopSpec, Learner, first_action, init_learner, q_divergence_message, store_step,
+                               train_step)
 from polyak.common.boundaries import jax_envs_reset, jax_envs_step
 
 
@@ -207,12 +209,12 @@ def _loop(spec, env, params, chunk: int):
     return JittedLoop(spec, env, params, chunk)
 
 
-def _monitor(learner) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(metrics, first non-finite step) per seed, for either family's learner."""
+def _monitor(learner) -> tuple[dict[str, np.ndarray], np.ndarray, Any]:
+    """(metrics, first non-finite step, the off-policy Q monitor or None) per seed, for either family's learner."""
     if hasattr(learner, "monitor"):
         metrics = dict(learner.monitor.metrics, q_abs_max_so_far=learner.monitor.q_abs_max)
-        return metrics, learner.monitor.nonfinite_step
-    return learner.metrics, learner.nonfinite_step
+        return metrics, learner.monitor.nonfinite_step, learner.monitor
+    return learner.metrics, learner.nonfinite_step, None
 
 
 def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparameters: dict[str, Any],
@@ -271,11 +273,16 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
     if hasattr(spec.agent, "start_run"):  # e.g. the epsilon schedule's length, as model.learn(steps) sets it
         states = states._replace(learner=states.learner._replace(
             agent=spec.agent.start_run(states.learner.agent, int(steps))))
-    done_steps = 0
+    done_steps, warned = 0, set()
     for loop in plan:
         states, logs = loop.run_chunk(states, jnp.int32(done_steps))
-        logs, (metrics_all, nonfinite_step) = jax.device_get((logs, _monitor(states.learner)))
+        logs, (metrics_all, nonfinite_step, q_monitor) = jax.device_get((logs, _monitor(states.learner)))
         for i, logger in enumerate(loggers):
+            message = None if q_monitor is None else q_divergence_message(jax.tree.map(lambda x: x[i], q_monitor),
+                                                                          spec.cfg.gamma)
+            if message is not None and seeds[i] not in warned:  # as the host loop: once per run
+                warned.add(seeds[i])
+                warnings.warn(f"seed {seeds[i]}: {message}", RuntimeWarning, stacklevel=2)
             for t, e in zip(*np.nonzero(logs.done[:, i])):
                 step = (done_steps + t + 1) * n_envs
                 logger.episode(step, float(logs.episode_return[t, i, e]), int(logs.episode_length[t, i, e]))

@@ -83,6 +83,18 @@ def test_train_seeds_writes_one_run_folder_per_seed(tmp_path):
         assert len(episodes) == 1 + 2 and episodes[1].startswith("200,")  # two 200-step episodes
 
 
+def test_train_seeds_warns_of_q_divergence_as_the_host_loop_does(tmp_path):
+    # gamma = 0.5 and Pendulum's rewards in [-16.3, 0]: |Q| <= 32.6. A huge learning rate drives it beyond.
+    hp = {"learning_starts": 100, "batch_size": 32, "buffer_size": 1000, "net_arch": [32, 32], "gamma": 0.5,
+          "learning_rate": 0.5, "normalize_obs": False}
+    with pytest.warns(RuntimeWarning, match=r"seed 3: possible Q-value divergence.*environment step \d+"):
+        try:
+            train_seeds("td3", "polyak/Pendulum-v1", [3], 600, hp, run_dir=tmp_path, chunk=100, eval_episodes=1,
+                        progress_bar=False)
+        except FloatingPointError:
+            pass  # it may go on to overflow; the warning must have come first
+
+
 def test_on_policy_jitted_loop_equals_the_host_loop():
     """PPO over scripted JAX episodes (terminations, time limits, auto-resets): the jitted loop fills
     the same rollouts and reaches the same parameters as the host loop over the vector adapter."""

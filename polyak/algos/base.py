@@ -236,6 +236,16 @@ def init_learner(spec: LoopSpec, key: jax.Array, with_buffer: bool = True) -> Le
                    window)
 
 
+def q_divergence_message(monitor: Monitor, gamma: float) -> str | None:
+    """The warning for a monitor (on the host) whose |Q| has exceeded max|r|/(1-gamma); None if it has not."""
+    if int(monitor.q_exceed_step) < 0:
+        return None
+    bound = float(monitor.reward_abs_max) / (1 - gamma) if gamma < 1 else math.inf
+    return (f"possible Q-value divergence: |Q| exceeded the bound max|r|/(1-gamma) ~ {bound:.4g} implied by the "
+            f"rewards seen and gamma={gamma}, first at environment step {int(monitor.q_exceed_step)} "
+            f"(max |Q| so far {float(monitor.q_abs_max):.4g})")
+
+
 def new_buffer(spec: LoopSpec, capacity: int) -> ReplayBuffer:
     """An empty replay buffer for `spec` (with the n-step discount column when n_steps > 1)."""
     return buffer_init(capacity, spec.obs_dim, spec.act_dim, with_discount=spec.n_steps > 1)
@@ -391,13 +401,10 @@ class OffPolicyAlgorithm(Algorithm):
         mon = jax.device_get(self.learner.monitor)
         values = {k: float(v) for k, v in mon.metrics.items()}
         values["q_abs_max_so_far"] = float(mon.q_abs_max)
-        if int(mon.q_exceed_step) >= 0 and not getattr(self, "_warned_q", False):
+        message = q_divergence_message(mon, self.config.gamma)
+        if message is not None and not getattr(self, "_warned_q", False):
             self._warned_q = True
-            bound = float(mon.reward_abs_max) / (1 - self.config.gamma) if self.config.gamma < 1 else math.inf
-            warnings.warn(f"possible Q-value divergence: |Q| exceeded the bound max|r|/(1-gamma) ~ {bound:.4g} "
-                          f"implied by the rewards seen and gamma={self.config.gamma}, first at environment step "
-                          f"{int(mon.q_exceed_step)} (max |Q| so far {float(mon.q_abs_max):.4g})",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
         return logger.metrics(self.num_timesteps, values)
 
     # -- inference -------------------------------------------------------------------------
