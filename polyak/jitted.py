@@ -86,6 +86,18 @@ def device_action_map(action_space):
     return lambda action: to_env_units(action, low, high)
 
 
+def init_per_seed(init_one):
+    """seeds (n,) -> stacked initial states, one seed after the other (`lax.map`, not `vmap`).
+
+    Under vmap, orthogonal initialisation becomes batched QR factorisations, and jaxlib's CPU QR kernel
+    spreads a batch over XLA's intra-op thread pool and waits for it. When the thunk executor runs two such
+    kernels at once on a 2-thread pool, both threads wait for work that no free thread can run: the
+    program hangs (observed with PPO's orthogonal init, 8 seeds, on 2 cores). One seed at a time keeps
+    every QR unbatched; initialisation is a negligible part of a run.
+    """
+    return lambda seeds: jax.lax.map(init_one, seeds)
+
+
 class JittedLoop:
     """Compiled init and chunk functions for one (LoopSpec, env, params)."""
 
@@ -94,7 +106,7 @@ class JittedLoop:
         cfg = spec.cfg
         self.n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * spec.n_envs
         self.to_env = device_action_map(env.action_space)
-        self.init = jax.jit(jax.vmap(self._init_one))
+        self.init = jax.jit(init_per_seed(self._init_one))
         self.run_chunk = jax.jit(self._run_chunk, donate_argnums=0)
 
     def _init_one(self, seed: jax.Array) -> LoopState:
@@ -154,7 +166,7 @@ class OnPolicyJittedLoop:
         self.n_rollouts = max(1, int(chunk) // spec.cfg.n_steps)
         self.chunk = self.n_rollouts * spec.cfg.n_steps  # vector steps per call
         self.to_env = device_action_map(env.action_space)
-        self.init = jax.jit(jax.vmap(self._init_one))
+        self.init = jax.jit(init_per_seed(self._init_one))
         self.run_chunk = jax.jit(self._run_chunk, donate_argnums=0)
 
     def _init_one(self, seed: jax.Array) -> LoopState:
