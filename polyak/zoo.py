@@ -34,9 +34,10 @@ TUNED: dict[tuple[str, str], dict[str, Any]] = {
                                          "env_kwargs": {"reward": "rms_decrease", "reward_scale": 1000.0}},
     # AWR on Pendulum: one update per episode (200 steps) over a replay of the last 50k samples;
     # updates every 1000 steps learned far slower (measured, BENCHMARKS.md). These are also the class defaults.
-    ("awr", "Pendulum-v1"): {"n_steps": 200, "buffer_rollouts": 250, "value_steps": 50, "policy_steps": 250,
-                             "batch_size": 256, "temperature": 1.0, "weight_clip": 20.0, "learning_rate": 3e-4,
-                             "value_learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95},
+    **{("awr", env): {"n_steps": 200, "buffer_rollouts": 250, "value_steps": 50, "policy_steps": 250,
+                      "batch_size": 256, "temperature": 1.0, "weight_clip": 20.0, "learning_rate": 3e-4,
+                      "value_learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95}
+       for env in ("Pendulum-v1", "polyak/Pendulum-v1")},
     # DQN / Double DQN on CartPole: RL Zoo's settings (128 gradient steps every 256 env steps; RL Zoo's
     # target_update_interval=10 *env* steps is one target copy per training phase, i.e. 128 gradient
     # steps here, where it counts gradient steps) with 5-step returns and lr 1e-3 instead of 2.3e-3:
@@ -47,15 +48,17 @@ TUNED: dict[tuple[str, str], dict[str, Any]] = {
        for env in ("CartPole-v1", "gymnax/CartPole-v1", "polyak/NoisyCartPole-v1")},
     # REINFORCE (state baseline) on CartPole: tuned on seed 0 (BENCHMARKS.md): 8 envs x 128 steps per update,
     # normalised advantages (without, seed 0 sat near a return of 200 from 60k to 160k steps).
-    ("reinforce", "CartPole-v1"): {"n_envs": 8, "n_steps": 128, "learning_rate": 1e-3, "normalize_advantage": True},
+    **{("reinforce", env): {"n_envs": 8, "n_steps": 128, "learning_rate": 1e-3, "normalize_advantage": True}
+       for env in ("CartPole-v1", "gymnax/CartPole-v1")},
     # A2C on CartPole: RL Zoo's settings (8 envs, 5-step rollouts, RMSprop 7e-4, no entropy bonus) and, as
     # RL Zoo, raw observations: with the running normaliser seed 0 reached 500 at 120k steps, then collapsed
     # to ~110 for good; raw observations gave 500 on seeds 0-2 (BENCHMARKS.md; the cause was not isolated).
-    ("a2c", "CartPole-v1"): {"n_envs": 8, "n_steps": 5, "learning_rate": 7e-4, "optimizer": "rmsprop",
-                             "ent_coef": 0.0, "normalize_obs": False},
-    # PPO: RL Zoo's CartPole settings with a constant learning rate (the Zoo decays it linearly)
-    ("ppo", "CartPole-v1"): {"n_envs": 8, "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98,
-                             "n_epochs": 20, "ent_coef": 0.0, "learning_rate": 1e-3},
+    **{("a2c", env): {"n_envs": 8, "n_steps": 5, "learning_rate": 7e-4, "optimizer": "rmsprop", "ent_coef": 0.0,
+                      "normalize_obs": False} for env in ("CartPole-v1", "gymnax/CartPole-v1")},
+    # PPO: RL Zoo's CartPole settings with a constant learning rate (the Zoo decays it linearly). The JAX
+    # CartPole (gymnax/CartPole-v1, same dynamics) gets the same entries for PPO, A2C, REINFORCE and DQN.
+    **{("ppo", env): {"n_envs": 8, "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98,
+                      "n_epochs": 20, "ent_coef": 0.0, "learning_rate": 1e-3} for env in ("CartPole-v1", "gymnax/CartPole-v1")},
     # PPO on Pendulum: RL Zoo's settings without gSDE, so 2x shorter rollouts (2x more updates), an initial std
     # of e^-1 and Adam 3e-4 instead; observations and rewards normalised. Measured over 12 seeds in the jitted
     # loop (BENCHMARKS.md): 10 of 12 seeds >= -300 at 200k steps, against 2 of seeds 0-5 with 256-step rollouts, lr 1e-3.
