@@ -219,10 +219,10 @@ class PPOJaxBenchConfig:
 
     @property
     def default_chunk(self) -> int:
-        """Ten rollouts per compiled call. With one rollout per call (what train_seeds' chunk of 1000 rounds
-        to) XLA:CPU drops the loop over rollouts (trip count 1) and runs the rollout and the update at the
-        program's top level, measured ~35% slower per rollout than inside a loop (rejax's train_iteration
-        called alone is slower in the same way); from two rollouts per call on, the loop stays."""
+        """Ten rollouts per compiled call, fewer calls and one log read per ten rollouts. (With one rollout per
+        call, what train_seeds' chunk of 1000 rounds to, XLA:CPU drops the loop over rollouts (trip count 1);
+        while PPO shuffled with `jax.random.permutation`, whose sort then ran at the program's top level,
+        that measured ~35% slower per rollout; with the sort-free shuffle the difference is within noise.)"""
         return 10 * self.n_envs * self.n_steps
 
     def polyak_kwargs(self, seed: int) -> dict[str, Any]:
@@ -688,9 +688,9 @@ def notes(cfg: BenchConfigType, args: argparse.Namespace) -> list[str]:
                + (", rejax on gymnax Pendulum-v1 (keys from PRNGKey(10000 + seed))" if rejax else "")
                + "; not timed.")
     if not sac and chunk < 2 * cfg.n_envs * cfg.n_steps:
-        out.append("One rollout per compiled call: XLA:CPU drops a loop of one trip, so the rollout and the update "
-                   "run at the program's top level, which measured ~35% slower per rollout than inside a loop of "
-                   "two or more rollouts (the default chunk is 10 rollouts).")
+        out.append("One rollout per compiled call: XLA:CPU drops a loop of one trip and runs the rollout and the "
+                   "update at the program's top level (within noise of a loop of two or more rollouts since the "
+                   "sort-free minibatch shuffle; the default chunk is 10 rollouts).")
     if rejax:
         out += ["Not matchable by arguments: " + line for line in mismatches(cfg, steps)]
     if args.repeats == 1:

@@ -254,7 +254,8 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
     if isinstance(spec, onpolicy.OnPolicySpec):  # whole rollouts: round the run up to them
         rollout = spec.cfg.n_steps
         vector_steps = -(-vector_steps // rollout) * rollout
-        chunk = max(rollout, chunk // rollout * rollout)
+        # at least two rollouts per call: XLA:CPU drops a loop of one trip, ~5% slower (BENCHMARKS.md)
+        chunk = max(2 * rollout, chunk // rollout * rollout)
     chunk = min(chunk, vector_steps)
     full, rest = divmod(vector_steps, chunk)
     plan = [_loop(spec, jax_env, params, chunk)] * full + ([_loop(spec, jax_env, params, rest)] if rest else [])

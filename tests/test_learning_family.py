@@ -42,7 +42,7 @@ CASES = [
     pytest.param("double_dqn", CARTPOLE, 50_000, 475.0, id="double_dqn-cartpole"),
     pytest.param("a2c", CARTPOLE, 200_000, 475.0, id="a2c-cartpole"),  # 25 chunks: 1000 x 8 envs
     pytest.param("reinforce", CARTPOLE, 100_352, 400.0, id="reinforce-cartpole"),  # 14: 7 x 128 x 8
-    pytest.param("ppo", "polyak/Pendulum-v1", 196_608, -300.0, id="ppo-pendulum"),  # 96 chunks: 512 x 4 envs
+    pytest.param("ppo", "polyak/Pendulum-v1", 196_608, -300.0, id="ppo-pendulum"),  # 48 chunks: 2 x 512 x 4 envs
 ]
 
 
