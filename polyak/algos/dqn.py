@@ -228,6 +228,7 @@ class DQN(OffPolicyAlgorithm):
     config_cls = DQNConfig
     agent_cls = DQNAgent
     action_space_kind = "Discrete"
+    example_env = "CartPole-v1"
 
     @property
     def exploration_rate(self) -> float:
