@@ -352,7 +352,8 @@ def make_parser() -> argparse.ArgumentParser:
     ms = tr.add_argument_group("several seeds (polyak/experiments.py)")
     ms.add_argument("--seeds", type=int, default=None, metavar="N",
                     help="train seeds SEED..SEED+N-1, one run folder each: RUNS_ROOT/ALGO-ENV-sSEED-TIMESTAMP, "
-                         "or RUN_DIR/seedS with --run-dir; prints per-seed returns and mean ± std")
+                         "or RUN_DIR/seedS with --run-dir; prints per-seed returns and mean ± std. On JAX envs "
+                         "(polyak/..., gymnax/...) without --workers: all seeds vmapped in one process")
     ms.add_argument("--workers", type=int, default=None, metavar="K",
                     help="seeds trained at the same time (default: min(N, CPUs))")
     ms.add_argument("--backend", choices=["local", "ray"], default="local",
