@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from polyak.common.envs import make_env
+from polyak.envs.spaces import make_env
 
 
 def evaluate_policy(model: Any, env: Any, n_eval_episodes: int = 10, deterministic: bool = True,
@@ -66,7 +66,7 @@ def _entropy_fn(agent: Any, n_samples: int):
     """Jitted Monte-Carlo entropy H(pi(.|s)) = -E_{a~pi} log pi(a|s) of SAC's squashed Gaussian, per state."""
     import jax
 
-    from polyak.common.normalizer import rms_normalize
+    from polyak.core.normalizer import rms_normalize
 
     def entropy(actor_params, obs_rms, obs, key):
         obs = rms_normalize(obs_rms, obs, enabled=agent.cfg.normalize_obs)

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 import polyak
-from polyak.algos.a2c import A2CAgent, A2CConfig, actor_critic_loss
-from polyak.algos.a3c import A3C, A3CAgent, A3CConfig, _Run
+from polyak.algos.onpolicy.a2c import A2CAgent
+from polyak.algos.onpolicy.actor_critic import A2CConfig, actor_critic_loss
+from polyak.algos.onpolicy.a3c import A3C, A3CAgent, A3CConfig, _Run
 from polyak.algos.algorithm import NonFiniteError
-from polyak.algos.config import HyperparameterError
-from polyak.algos.onpolicy import Rollout
-from polyak.common.boundaries import gae_advantages
-from polyak.common.envs import SpaceError
+from polyak.core.config import HyperparameterError
+from polyak.algos.onpolicy.learner import Rollout
+from polyak.core.returns import gae_advantages
+from polyak.envs.spaces import SpaceError
 from tests.envs import CountingEnv
 
 SMALL = dict(policy_kwargs={"net_arch": [16]}, n_steps=5, n_workers=2)  # one compiled set of functions for all tests

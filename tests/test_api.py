@@ -9,10 +9,13 @@ import pytest
 
 import polyak
 from envs import CountingEnv, DiscreteActionEnv
-from polyak import DDPG, SAC, TD3, NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from polyak.algos.offpolicy.ddpg import DDPG
+from polyak.algos.offpolicy.sac import SAC
+from polyak.algos.offpolicy.td3 import TD3
+from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from polyak.algos.algorithm import NonFiniteError
-from polyak.algos.config import HyperparameterError
-from polyak.common.envs import SpaceError
+from polyak.core.config import HyperparameterError
+from polyak.envs.spaces import SpaceError
 
 TINY = dict(learning_starts=20, buffer_size=500, batch_size=16, policy_kwargs=dict(net_arch=[16]))
 

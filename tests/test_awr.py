@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from polyak.algos.awr import AWR, AWRAgent, AWRConfig, awr_weights, rescale_value_head, ring_write
-from polyak.algos.config import HyperparameterError
-from polyak.algos.onpolicy import Rollout
-from polyak.common.boundaries import gae_advantages
+from polyak.algos.onpolicy.awr import AWR, AWRAgent, AWRConfig, awr_weights, rescale_value_head, ring_write
+from polyak.core.config import HyperparameterError
+from polyak.algos.onpolicy.learner import Rollout
+from polyak.core.returns import gae_advantages
 
 T, N, OBS, ACT = 4, 2, 3, 1  # rollout steps, envs, obs dim, action dim
 

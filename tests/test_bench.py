@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from polyak.bench import main
+from benchmarks.bench import main
 
 
 def test_bench_runs_polyak_and_reports_missing_peers(tmp_path, capsys):
@@ -20,7 +20,7 @@ def test_bench_runs_polyak_and_reports_missing_peers(tmp_path, capsys):
 
 
 def test_on_policy_runs_round_up_to_whole_rollouts():
-    from polyak.bench import halfway_step, run_steps
+    from benchmarks.bench import halfway_step, run_steps
 
     assert run_steps("ppo", 20_000) == 20_480 and run_steps("ppo", 2048) == 2048  # 10 rollouts of 2048
     assert run_steps("a2c", 20_001) == 20_005 and run_steps("sac", 20_001) == 20_001
@@ -29,7 +29,7 @@ def test_on_policy_runs_round_up_to_whole_rollouts():
 
 
 def test_polyak_on_policy_models_get_sb3_defaults():
-    from polyak.bench import build_polyak
+    from benchmarks.bench import build_polyak
 
     ppo = build_polyak("ppo", None, seed=0).config
     assert (ppo.n_steps, ppo.batch_size, ppo.n_epochs, ppo.learning_rate, ppo.clip_range) == (2048, 64, 10, 3e-4, 0.2)
@@ -44,7 +44,7 @@ def test_polyak_on_policy_models_get_sb3_defaults():
 def test_sb3_on_policy_models_equal_sb3_defaults(algo):
     """The explicit hyperparameters given to SB3 are SB3's own defaults (skipped without SB3)."""
     sb3 = pytest.importorskip("stable_baselines3")
-    from polyak.bench import ENV_ID, build_sb3
+    from benchmarks.bench import ENV_ID, build_sb3
 
     ours, default = build_sb3(algo, None, seed=0), getattr(sb3, algo.upper())("MlpPolicy", ENV_ID, device="cpu")
     names = ["n_steps", "gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "normalize_advantage",

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from polyak.bench_jax import (INSTALL_REJAX, JaxBenchConfig, PPOJaxBenchConfig, main, mismatches, polyak_kwargs,
+from benchmarks.bench_jax import (INSTALL_REJAX, JaxBenchConfig, PPOJaxBenchConfig, main, mismatches, polyak_kwargs,
                               rejax_config)
 
 TINY = ["--steps", "60", "--learning-starts", "50", "--buffer-size", "1000", "--eval-episodes", "1", "--repeats", "1"]
@@ -49,7 +49,7 @@ def test_polyak_side_end_to_end(tmp_path, capsys):
     text = capsys.readouterr().out
     header = "| library | loop | seeds | env-steps/s per seed | total env-steps/s | compile s | final return mean |"
     assert header in text
-    assert "command: `python3 -m polyak.bench_jax" in text and "nproc" in text and "jax 0.10.2" in text
+    assert "command: `python3 -m benchmarks.bench_jax" in text and "nproc" in text and "jax 0.10.2" in text
 
 
 @pytest.mark.skipif(importlib.util.find_spec("rejax") is not None, reason="rejax is installed")

@@ -1,4 +1,4 @@
-"""polyak.bench_variance: the statistics by hand, the gradient estimate against the score-function formula
+"""benchmarks.bench_variance: the statistics by hand, the gradient estimate against the score-function formula
 on a hand-computed rollout, and a tiny run of the whole benchmark on CartPole (structure, and baselines
 lowering the variance where the rewards are all positive)."""
 
@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from polyak.algos.onpolicy import Rollout
-from polyak.algos.reinforce import BASELINES, REINFORCEAgent, REINFORCEConfig
-from polyak.bench_variance import gradient_statistics, main, policy_gradient, total_variance
-from polyak.common.distributions import Categorical
+from polyak.algos.onpolicy.learner import Rollout
+from polyak.algos.onpolicy.reinforce import BASELINES, REINFORCEAgent, REINFORCEConfig
+from benchmarks.bench_variance import gradient_statistics, main, policy_gradient, total_variance
+from polyak.core.distributions import Categorical
 
 
 def test_statistics_by_hand():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from envs import CountingEnv
-from polyak import TD3
-from polyak.common.boundaries import bootstrap_target
+from polyak.algos.offpolicy.td3 import TD3
+from polyak.core.losses import bootstrap_target
 
 
 def stored_rows(model):
@@ -67,7 +67,7 @@ def test_td3_target_on_the_final_transition(terminate):
     model, rows = collect(CountingEnv(length=5, terminate=terminate), 5)
     agent, state = model.agent, model.learner.agent
     last = jax.tree.map(lambda x: jnp.asarray(x[4:5]), rows)
-    from polyak.common.buffer import Transition
+    from polyak.core.types import Transition
 
     batch = Transition(last["obs"], last["action"], last["reward"], last["next_obs"], last["terminated"])
     next_action = agent.actor.apply(state.target_actor_params, batch.next_obs)  # noise off below

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import polyak
-from polyak import SAC, TD3, OrnsteinUhlenbeckActionNoise
-from polyak.common.checkpoint import MAGIC, CheckpointError, read_checkpoint, write_checkpoint
+from polyak.algos.offpolicy.sac import SAC
+from polyak.algos.offpolicy.td3 import TD3
+from polyak.core.noise import OrnsteinUhlenbeckActionNoise
+from polyak.io.checkpoint import MAGIC, CheckpointError, read_checkpoint, write_checkpoint
 
 SMALL = dict(learning_starts=60, buffer_size=2000, batch_size=32, policy_kwargs=dict(net_arch=[32, 32]),
              learning_rate=1e-3)

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from polyak.cli import main, parse_overrides
+from polyak.cli import main
+from polyak.runs.run import parse_overrides
 
 
 def test_train_writes_a_complete_run_folder_and_eval_reads_it(tmp_path, capsys):
@@ -49,7 +50,7 @@ def test_on_policy_train_on_a_gymnasium_vector_env(tmp_path):
     action_noise to record."""
     import gymnasium as gym
 
-    from polyak.cli import make_training_env
+    from polyak.runs.run import make_training_env
 
     assert make_training_env("CartPole-v1", 2).metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
     run = tmp_path / "run"
@@ -68,7 +69,7 @@ def test_parse_overrides():
 
 
 def test_bad_hyperparameter_on_the_command_line_fails_before_training(tmp_path):
-    from polyak.algos.config import HyperparameterError
+    from polyak.core.config import HyperparameterError
 
     with pytest.raises(HyperparameterError, match="gamma"):
         main(["train", "sac", "--steps", "10", "--run-dir", str(tmp_path / "x"), "--set", "gamma=2"])

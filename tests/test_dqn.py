@@ -11,14 +11,15 @@ import pytest
 from envs import CountingEnv
 
 import polyak
-from polyak import DQN, SAC, DoubleDQN
-from polyak.algos.config import HyperparameterError
-from polyak.algos.dqn import DQNConfig, DoubleDQNConfig, DQNAgent, td_loss
-from polyak.common.boundaries import nstep_init, nstep_push
-from polyak.common.buffer import NStepTransition, Transition
-from polyak.common.checkpoint import CheckpointError
-from polyak.common.envs import SpaceError
-from polyak.common.normalizer import RunningMeanStd
+from polyak.algos.offpolicy.dqn import DQN, DoubleDQN
+from polyak.algos.offpolicy.sac import SAC
+from polyak.core.config import HyperparameterError
+from polyak.algos.offpolicy.dqn import DQNConfig, DoubleDQNConfig, DQNAgent, td_loss
+from polyak.core.returns import nstep_init, nstep_push
+from polyak.core.types import NStepTransition, Transition
+from polyak.io.checkpoint import CheckpointError
+from polyak.envs.spaces import SpaceError
+from polyak.core.normalizer import RunningMeanStd
 
 SMALL = dict(learning_starts=50, buffer_size=2000, batch_size=16, train_freq=1, gradient_steps=1,
              target_update_interval=20, learning_rate=1e-3, policy_kwargs=dict(net_arch=[16, 16]))
@@ -340,9 +341,9 @@ def test_double_dqn_resume_is_bit_exact(tmp_path):
 # -- the fully jitted loop over a JAX env with discrete actions --------------------------------
 def test_jitted_loop_matches_the_host_loop_on_gymnax_cartpole():
     pytest.importorskip("gymnax")
-    from polyak.envs import GymnasiumVectorAdapter
+    from polyak.envs.protocol import GymnasiumVectorAdapter
     from polyak.envs.gymnax_adapter import FromGymnax
-    from polyak.jitted import JittedLoop
+    from polyak.algos.offpolicy.jitted import JittedLoop
 
     env = FromGymnax("CartPole-v1", max_steps_in_episode=12)  # time limits inside the run, too
     hp = dict(SMALL, learning_starts=24, batch_size=8, n_steps=2, exploration_fraction=0.5)
@@ -371,7 +372,7 @@ def test_jitted_loop_matches_the_host_loop_on_gymnax_cartpole():
 
 def test_train_seeds_runs_double_dqn_vmapped_with_the_run_length_schedule(tmp_path):
     pytest.importorskip("gymnax")
-    from polyak.jitted import train_seeds
+    from polyak.runs.seeds import train_seeds
 
     hp = dict(learning_starts=100, buffer_size=500, batch_size=16, train_freq=4, net_arch=[16], n_steps=2,
               exploration_fraction=0.25)
@@ -404,7 +405,7 @@ def test_dqn_learns_cartpole_quickly():
     """polyak/zoo.py's CartPole settings, 15k steps on Gymnasium's CartPole-v1 (the host loop):
     the greedy policy balances for 150+ steps on average (measured: see BENCHMARKS.md)."""
     from polyak.evaluation import evaluate_policy
-    from polyak.zoo import tuned_hyperparameters
+    from polyak.runs.zoo import tuned_hyperparameters
 
     hp = tuned_hyperparameters("dqn", "CartPole-v1")
     model = DQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=hp.pop("net_arch")), **hp)

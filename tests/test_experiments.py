@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from polyak.cli import main
-from polyak.experiments import (ExperimentError, SweepFileError, _vmappable, expand, format_value, import_ray,
-                                is_finished, load_sweep, parse_sweep, plan, run_name, variant_label)
+from polyak.runs.experiments import ExperimentError, SweepFileError, _vmappable, expand, format_value, import_ray, is_finished, load_sweep, parse_sweep, plan, run_name, variant_label
 
 TINY = ["--steps", "300", "--eval-episodes", "1", "--log-interval", "100",
         "--set", "learning_starts=100", "--set", "net_arch=[32,32]"]
@@ -215,7 +214,7 @@ def test_options_for_several_seeds_need_seeds():
 
 
 def test_jax_env_seeds_dispatch_to_the_vmapped_trainer_when_it_exists(tmp_path, monkeypatch, capsys):
-    from polyak.zoo import tuned_hyperparameters
+    from polyak.runs.zoo import tuned_hyperparameters
 
     assert _vmappable("sac", "polyak/Pendulum-v1") and _vmappable("dqn", "gymnax/CartPole-v1")
     assert not _vmappable("sac", "Pendulum-v1") and not _vmappable("sac", "polyak/Nope-v0")
@@ -232,10 +231,10 @@ def test_jax_env_seeds_dispatch_to_the_vmapped_trainer_when_it_exists(tmp_path, 
             dirs.append(d)
         return dirs
 
-    fake = types.ModuleType("polyak.jitted")
-    fake.__spec__ = importlib.machinery.ModuleSpec("polyak.jitted", None)
+    fake = types.ModuleType("polyak.runs.seeds")
+    fake.__spec__ = importlib.machinery.ModuleSpec("polyak.runs.seeds", None)
     fake.train_seeds = train_seeds
-    monkeypatch.setitem(sys.modules, "polyak.jitted", fake)
+    monkeypatch.setitem(sys.modules, "polyak.runs.seeds", fake)
     assert main(["train", "sac", "--env", "polyak/Pendulum-v1", "--seeds", "3", "--steps", "50", "--no-progress",
                  "--run-dir", str(tmp_path), "--set", "batch_size=32", "--eval-episodes", "2"]) == 0
     call, = calls

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("gymnax")
 
 import polyak  # noqa: E402,F401  (registers the ids)
-from polyak.envs import Pendulum, PendulumParams, PendulumState  # noqa: E402
+from polyak.envs.pendulum import Pendulum, PendulumParams, PendulumState  # noqa: E402
 from polyak.envs.gymnax_adapter import FromGymnax  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 import polyak  # noqa: F401  (registers polyak/Pendulum-v1)
-from polyak.envs import Pendulum, PendulumParams, PendulumState
+from polyak.envs.pendulum import Pendulum, PendulumParams, PendulumState
 
 
 def test_pendulum_equals_gymnasium_step_for_step():

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import polyak
-from polyak.envs import GymnasiumVectorAdapter
-from polyak.jitted import JittedLoop, train_seeds
+from polyak.envs.protocol import GymnasiumVectorAdapter
+from polyak.algos.offpolicy.jitted import JittedLoop
+from polyak.runs.seeds import train_seeds
 from tests.envs import ScriptedJaxEnv
 
 SMALL = dict(learning_starts=12, buffer_size=64, batch_size=8, policy_kwargs=dict(net_arch=[16, 16]))
@@ -98,7 +99,7 @@ def test_train_seeds_warns_of_q_divergence_as_the_host_loop_does(tmp_path):
 def test_on_policy_jitted_loop_equals_the_host_loop():
     """PPO over scripted JAX episodes (terminations, time limits, auto-resets): the jitted loop fills
     the same rollouts and reaches the same parameters as the host loop over the vector adapter."""
-    from polyak.jitted import OnPolicyJittedLoop
+    from polyak.algos.onpolicy.jitted import OnPolicyJittedLoop
 
     kw = dict(n_steps=6, batch_size=4, n_epochs=2, policy_kwargs=dict(net_arch=[16]))
     host = polyak.PPO("MlpPolicy", GymnasiumVectorAdapter(ScriptedJaxEnv(), 2), seed=3, **kw)

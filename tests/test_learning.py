@@ -7,7 +7,7 @@ import pytest
 
 import polyak
 from polyak.evaluation import evaluate_policy
-from polyak.zoo import tuned_hyperparameters
+from polyak.runs.zoo import tuned_hyperparameters
 
 STEPS, THRESHOLD, SEEDS = 10_000, -200.0, (0, 1, 2)
 

@@ -1,6 +1,6 @@
 """It learns, family tree: PPO, DQN, Double DQN, A2C and REINFORCE (state baseline) on CartPole and PPO on
 Pendulum reach the issue's deterministic evaluation return for at least 2 of 3 seeds, with the tuned
-hyperparameters recorded in polyak/zoo.py, in the fully jitted loop: `polyak.jitted.train_seeds` trains the
+hyperparameters recorded in polyak/zoo.py, in the fully jitted loop: `polyak.runs.seeds.train_seeds` trains the
 three seeds vmapped in one compiled program on `gymnax/CartPole-v1` (Gymnasium's CartPole-v1 dynamics;
 gymnax is in the test extra) or `polyak/Pendulum-v1` and evaluates each over 10 episodes through the
 Gymnasium adapter.
@@ -28,8 +28,8 @@ import json
 
 import pytest
 
-from polyak.jitted import train_seeds
-from polyak.zoo import tuned_hyperparameters
+from polyak.runs.seeds import train_seeds
+from polyak.runs.zoo import tuned_hyperparameters
 
 SEEDS = [0, 1, 2]
 EVAL_EPISODES = 10

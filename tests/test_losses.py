@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from polyak.algos.ddpg import DDPGAgent, DDPGConfig
-from polyak.algos.sac import SACAgent, SACConfig
-from polyak.algos.td3 import TD3Agent, TD3Config
-from polyak.common.buffer import Transition
-from polyak.common.networks import squashed_gaussian_sample
+from polyak.algos.offpolicy.ddpg import DDPGAgent, DDPGConfig
+from polyak.algos.offpolicy.sac import SACAgent, SACConfig
+from polyak.algos.offpolicy.td3 import TD3Agent, TD3Config
+from polyak.core.types import Transition
+from polyak.core.networks import squashed_gaussian_sample
 
 GAMMA = 0.9
 BATCH = Transition(

@@ -6,14 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from polyak.algos.a2c import A2C
-from polyak.algos.ppo import PPO
-from polyak.algos.reinforce import REINFORCE
-from polyak.algos.config import HyperparameterError
-from polyak.algos.ppo import clipped_surrogate
-from polyak.algos.reinforce import baseline_values
-from polyak.common.boundaries import complete_episodes, gae_advantages, reward_to_go
-from polyak.common.envs import SpaceError
+from polyak.algos.onpolicy.a2c import A2C
+from polyak.algos.onpolicy.ppo import PPO
+from polyak.algos.onpolicy.reinforce import REINFORCE
+from polyak.core.config import HyperparameterError
+from polyak.algos.onpolicy.ppo import clipped_surrogate
+from polyak.algos.onpolicy.reinforce import baseline_values
+from polyak.core.returns import complete_episodes, gae_advantages, reward_to_go
+from polyak.envs.spaces import SpaceError
 from tests.envs import CountingEnv, DiscreteActionEnv
 
 # Rows 0-1: an episode that terminates at row 1; rows 2-3: one cut by a time limit at row 3.

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from envs import CountingEnv
 
-from polyak import DDPG, SAC, TD3
+from polyak.algos.offpolicy.ddpg import DDPG
+from polyak.algos.offpolicy.sac import SAC
+from polyak.algos.offpolicy.td3 import TD3
 from polyak.cli import main
-from polyak.common.normalizer import RunningMeanStd
+from polyak.core.normalizer import RunningMeanStd
 from polyak.evaluation import discounted_returns, evaluate_q_bias
 
 

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from polyak.algos.onpolicy import Rollout
-from polyak.algos.reinforce import REINFORCE, REINFORCEAgent, REINFORCEConfig
+from polyak.algos.onpolicy.learner import Rollout
+from polyak.algos.onpolicy.reinforce import REINFORCE, REINFORCEAgent, REINFORCEConfig
 from tests.envs import CountingEnv
 
 SMALL = {"policy_kwargs": {"net_arch": [16]}}
@@ -98,7 +98,7 @@ def test_update_runs_save_load_round_trip_and_predict_values_refused(tmp_path):
 def test_variance_bench_starts_v_s_t_as_the_models_v_s():
     """bench_variance extends the model's V(s) with a zero weight on t (the same function at every t), then
 fits it to Monte-Carlo returns, leaving the policy alone."""
-    from polyak.bench_variance import VarianceBenchConfig, benchmark_agent, collect, fit_value, initial_value_params
+    from benchmarks.bench_variance import VarianceBenchConfig, benchmark_agent, collect, fit_value, initial_value_params
 
     model = REINFORCE("MlpPolicy", "CartPole-v1", seed=0, baseline="state", **SMALL)
     v_s, v_s_t = benchmark_agent(model, "state"), benchmark_agent(model, "state_time")

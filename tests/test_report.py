@@ -8,19 +8,8 @@ import numpy as np
 import pytest
 
 from polyak.cli import main
-from polyak.common.logger import RunLogger
-from polyak.report import (
-    find_run_dirs,
-    iqm,
-    load_run,
-    mean,
-    mean_curve,
-    median,
-    median_of_task_means,
-    std,
-    stratified_bootstrap_ci,
-    summarize,
-)
+from polyak.io.logger import RunLogger
+from polyak.runs.report import find_run_dirs, iqm, load_run, mean, mean_curve, median, median_of_task_means, std, stratified_bootstrap_ci, summarize
 
 # -- statistics by hand ---------------------------------------------------------------------
 

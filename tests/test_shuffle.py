@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from polyak.common.shuffle import shuffled_indices
+from polyak.core.shuffle import shuffled_indices
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 64, 100, 2047, 2048, 2049, 5000])

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from envs import CountingEnv, DiscreteActionEnv
-from polyak.algos.config import HyperparameterError
-from polyak.algos.tabular import (QLearning, policy_evaluation, policy_gap, q_learning_update, start_value,
-                                  transition_model, value_iteration)
-from polyak.common.checkpoint import CheckpointError
-from polyak.common.envs import SpaceError
+from polyak.core.config import HyperparameterError
+from polyak.algos.tabular.qlearning import QLearning, policy_evaluation, policy_gap, q_learning_update, start_value, transition_model, value_iteration
+from polyak.io.checkpoint import CheckpointError
+from polyak.envs.spaces import SpaceError
 
 
 class TwoStateMDP(gym.Env):

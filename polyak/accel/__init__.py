@@ -10,8 +10,15 @@ an adapter that makes a trained polyak model a controller; all share one interfa
 challenge metrics (final/best MAE, steps to 20 um, steps to convergence, magnet change, score).
 """
 
-from polyak.accel.controllers import (Controller, DoNothing, NelderMead, PolicyController, RandomController,
-                                      SVDController, make_controller)
+from polyak.accel.controllers import (
+                                      Controller,
+                                      DoNothing,
+                                      NelderMead,
+                                      PolicyController,
+                                      RandomController,
+                                      SVDController,
+                                      make_controller,
+)
 from polyak.accel.evaluation import TASKS, evaluate
 
 __all__ = ["Controller", "DoNothing", "NelderMead", "PolicyController", "RandomController", "SVDController",

@@ -57,7 +57,10 @@ class TransverseTask:
 
     def make(self, controller, steps: int, reading_noise: float):
         from polyak.envs.protocol import GymnasiumAdapter
-        from polyak.envs.transverse_tuning import TransverseTuning, TransverseTuningParams
+        from polyak.envs.transverse_tuning import (
+            TransverseTuning,
+            TransverseTuningParams,
+        )
 
         params = TransverseTuningParams(max_steps=steps, target=(0.0, 0.0, 0.0, 0.0), reading_noise=reading_noise)
         # a trained agent sees the observation variant it was trained with; the reward does not matter here
@@ -112,7 +115,11 @@ class TransverseTask:
                ("score", "score (lower is better)", "{:.3f}")]
 
     def plot_trial(self, ax_row, records: list[dict], label: str) -> None:
-        from polyak.envs.transverse_tuning import BEAM_NAMES, MAGNET_LIMITS, MAGNET_NAMES
+        from polyak.envs.transverse_tuning import (
+            BEAM_NAMES,
+            MAGNET_LIMITS,
+            MAGNET_NAMES,
+        )
 
         steps = np.arange(len(records))
         beam = 1e6 * np.array([r["beam"] for r in records])

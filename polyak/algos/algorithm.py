@@ -23,11 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polyak.algos.config import Config, HyperparameterError
-from polyak.common import checkpoint as ckpt
-from polyak.common.boundaries import SingleEnvStepper, VectorEnvStepper
-from polyak.common.envs import action_map, action_size, make_env
-from polyak.common.logger import RunLogger
+from polyak.core.config import Config, HyperparameterError
+from polyak.envs.spaces import action_map, action_size, make_env
+from polyak.envs.stepping import SingleEnvStepper, VectorEnvStepper
+from polyak.io import checkpoint as ckpt
+from polyak.io.logger import RunLogger
 
 
 class NonFiniteError(FloatingPointError):
@@ -208,7 +208,7 @@ class Algorithm:
         The running episodes' place is saved too (single Gymnasium env: an exact resume). What else
         `include_buffer` adds is the family's: the replay buffer for off-policy methods.
         """
-        from polyak import __version__
+        from polyak._version import __version__
 
         path = Path(path)
         arrays = _flatten_named(jax.device_get(self._learner_to_save(include_buffer)), prefix="learner")

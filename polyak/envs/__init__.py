@@ -11,8 +11,8 @@ installed, ``gymnax/Pendulum-v1``, ``gymnax/MountainCarContinuous-v0`` and ``gym
 Gaussian reward noise (a Gymnasium wrapper, not a JAX env; see noisy_reward.py).
 """
 
-from polyak.envs.protocol import GymnasiumAdapter, GymnasiumVectorAdapter, JaxEnv
 from polyak.envs.pendulum import Pendulum, PendulumParams, PendulumState
+from polyak.envs.protocol import GymnasiumAdapter, GymnasiumVectorAdapter, JaxEnv
 
 __all__ = ["JaxEnv", "GymnasiumAdapter", "GymnasiumVectorAdapter", "Pendulum", "PendulumParams", "PendulumState", "register_envs"]
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polyak.common.boundaries import jax_envs_reset, jax_envs_step
+from polyak.envs.stepping import jax_envs_reset, jax_envs_step
 
 
 class JaxEnv(Protocol):

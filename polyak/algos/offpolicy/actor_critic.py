@@ -1,0 +1,87 @@
+"""What every actor-critic agent shares: the critic ensemble, the optimiser and the critic step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from polyak.core.config import OffPolicyConfig
+from polyak.core.networks import CriticEnsemble, DeterministicActor
+from polyak.core.types import Transition
+
+
+@dataclass(frozen=True)
+class ActorCriticAgent:
+    """Base of the hashable agent objects (jit-static): hyperparameters and space sizes."""
+
+    cfg: OffPolicyConfig
+    obs_dim: int
+    act_dim: int
+
+    @cached_property
+    def critic(self) -> CriticEnsemble:
+        return CriticEnsemble(self.cfg.critic_hidden, self.cfg.n_critics)
+
+    @cached_property
+    def optimizer(self) -> optax.GradientTransformation:
+        return optax.adam(self.cfg.learning_rate)
+
+    def adam_step(self, params, grads, opt_state):
+        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def critic_step(self, critic_params, critic_opt, batch: Transition, y: jax.Array):
+        """L_Q = 1/2 sum_j mean (Q_j(s, a) - y)^2 and one Adam step; returns (params, opt, loss, Q)."""
+        def critic_loss_fn(params):
+            q = self.critic.apply(params, batch.obs, batch.action)
+            return 0.5 * ((q - y) ** 2).mean(axis=1).sum(), q
+
+        (loss, q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(critic_params)
+        critic_params, critic_opt = self.adam_step(critic_params, grads, critic_opt)
+        return critic_params, critic_opt, loss, q
+
+
+class TD3State(NamedTuple):
+    actor_params: Any
+    critic_params: Any
+    target_actor_params: Any
+    target_critic_params: Any
+    actor_opt: Any
+    critic_opt: Any
+    n_updates: jax.Array
+    last_actor_loss: jax.Array  # TD3 updates the actor every `policy_delay` steps; this is the latest loss
+
+
+@dataclass(frozen=True)
+class DeterministicAgent(ActorCriticAgent):
+    """Actor, initialisation and acting shared by DDPG and TD3 (a deterministic policy mu(s))."""
+
+    @cached_property
+    def actor(self) -> DeterministicActor:
+        return DeterministicActor(self.cfg.actor_hidden, self.act_dim)
+
+    def init(self, key: jax.Array) -> TD3State:
+        k_actor, k_critic = jax.random.split(key)
+        obs, act = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, self.act_dim))
+        actor_params = self.actor.init(k_actor, obs)
+        critic_params = self.critic.init(k_critic, obs, act)
+        return TD3State(actor_params, critic_params, actor_params, critic_params,
+                        self.optimizer.init(actor_params), self.optimizer.init(critic_params),
+                        jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
+
+    def act(self, state: TD3State, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        return self.actor.apply(state.actor_params, obs)  # exploration noise is added by the loop
+
+    def actor_step(self, state: TD3State, critic_params, obs: jax.Array):
+        """L_mu = -mean Q_1(s, mu(s)), one Adam step."""
+        def actor_loss_fn(actor_params):
+            return -self.critic.apply(critic_params, obs, self.actor.apply(actor_params, obs))[0].mean()
+
+        loss, grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
+        actor_params, actor_opt = self.adam_step(state.actor_params, grads, state.actor_opt)
+        return actor_params, actor_opt, loss

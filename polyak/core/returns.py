@@ -1,0 +1,161 @@
+"""Episode boundaries, in one place.
+
+A transition carries `terminated` and `truncated` separately:
+  * terminated: the MDP reached a terminal state; the target does not bootstrap (mask 0);
+  * truncated:  a time limit cut the episode; the target bootstraps from the *true* final
+    observation, which is what we store as next_obs (never the auto-reset observation).
+
+Two steppers present any environment as n parallel copies with the same interface:
+  * `SingleEnvStepper` drives one `gymnasium.Env` itself: each episode is reset with a seed derived
+    from (seed, episode index), and the actions of the running episode are recorded, so a
+    checkpoint can restore the environment mid-episode exactly by replaying them.
+  * `VectorEnvStepper` wraps a Gymnasium vector env in its SAME_STEP or NEXT_STEP autoreset mode.
+`jax_envs_step` is the same SAME_STEP logic for a batch of JAX environments, as a pure function:
+the Gymnasium vector adapter of a JAX env and the fully jitted training loop both call it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from polyak.core.losses import bootstrap_target
+
+# --------------------------------------------------------------------------------------------
+# n-step returns for replay buffers: a small window per env, before rows are written.
+# --------------------------------------------------------------------------------------------
+
+
+class NStepWindow(NamedTuple):
+    """The last n one-step transitions of each env (oldest first, slot n-1 the newest), not yet
+    complete as n-step rows. Leading dimensions (n_envs, n); lives in the learner and is saved with it."""
+
+    obs: Any  # (n_envs, n, obs_dim)
+    action: Any  # (n_envs, n, act_dim)
+    reward: Any  # (n_envs, n)
+    count: Any  # (n_envs,) int32: how many of the newest slots belong to the running episode
+
+
+def nstep_init(n_envs: int, n: int, obs_dim: int, act_dim: int) -> NStepWindow:
+    import jax.numpy as jnp
+
+    return NStepWindow(jnp.zeros((n_envs, n, obs_dim)), jnp.zeros((n_envs, n, act_dim)), jnp.zeros((n_envs, n)),
+                       jnp.zeros((n_envs,), jnp.int32))
+
+
+def nstep_push(window: NStepWindow, rows, truncated, valid, gamma: float):
+    """Add one step of one-step transitions (a `Transition` per env) and return the n-step rows it completes.
+
+    Slot i of the window, after the push, starts a row that sums the rewards of slots i..n-1:
+        G_i = sum_{j=i}^{n-1} gamma^(j-i) r_j,   next_obs = s' of the newest step,   discount = gamma^(n-i).
+    A row is written when it holds n rewards (slot 0 of a full window), or when the episode ends at
+    this step, which flushes every slot of the episode:
+      * termination: the sum stops there and `terminated` = 1, so the target does not bootstrap;
+      * time-limit truncation: the sum stops there and the target bootstraps from the true final
+        observation with gamma^k, k < n the rewards summed.
+    Rows with valid=False (the reset step of NEXT_STEP vector envs) leave the window unchanged.
+
+    Returns (window, out, out_valid): `out` an `NStepTransition` of n_envs * n candidate rows (env by
+    env, oldest first), `out_valid` which of them to write. Pure and jittable.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from polyak.core.types import NStepTransition
+
+    n = window.reward.shape[1]
+    slot = np.arange(n)
+    power = slot[None, :] - slot[:, None]  # j - i
+    weights = jnp.asarray(np.where(power >= 0, float(gamma) ** np.maximum(power, 0), 0.0), jnp.float32)
+    discount = jnp.asarray(float(gamma) ** (n - slot), jnp.float32)
+
+    def push_one(w: NStepWindow, row, truncated, valid):
+        shift = lambda old, new: jnp.concatenate([old[1:], new[None].astype(old.dtype)])  # noqa: E731
+        obs, action, reward = shift(w.obs, row.obs), shift(w.action, row.action), shift(w.reward, row.reward)
+        count = jnp.minimum(w.count + 1, n)
+        returns = jnp.sum(weights * reward[None, :], axis=1)  # G_i (elementwise: exact float32 on any device)
+        terminated = row.terminated > 0
+        done = terminated | (truncated > 0)
+        in_episode = slot >= n - count
+        emit = (valid > 0) & in_episode & (done | ((slot == 0) & (count == n)))
+        out = NStepTransition(obs, action, returns, jnp.broadcast_to(row.next_obs, obs.shape),
+                              jnp.broadcast_to(row.terminated, (n,)).astype(returns.dtype), discount)
+        keep = valid > 0
+        new = NStepWindow(obs, action, reward, jnp.where(done, 0, count).astype(jnp.int32))
+        w = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, w)
+        return w, out, emit
+
+    window, out, emit = jax.vmap(push_one)(window, rows, truncated, valid)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    return window, jax.tree.map(flat, out), flat(emit)
+
+
+def nstep_clear(window: NStepWindow) -> NStepWindow:
+    """Forget the pending steps (the environments start new episodes)."""
+    return window._replace(count=window.count * 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Advantages and returns over a rollout (on-policy methods). Arrays have shape (T, n_envs);
+# row t holds the transition (s_t, a_t, r_t, s'_t), s'_t the *true* next observation.
+# --------------------------------------------------------------------------------------------
+
+
+def gae_advantages(reward, value, next_value, terminated, episode_end, gamma: float, lam: float):
+    """Generalised advantage estimation, GAE(gamma, lambda), over a (T, n_envs) rollout.
+
+        delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t)
+        A_t     = delta_t + gamma lambda (1 - end_t) A_{t+1},      A_T = 0
+
+    `next_value` is V of the true next observation, so a time-limit cut (end_t without
+    terminated_t) bootstraps from the final observation, a termination does not, and the recursion
+    never crosses an episode boundary. The last row bootstraps from V(s'_{T-1}) (the rollout cut).
+    lambda = 1 gives Monte-Carlo advantages G_t - V(s_t) (bootstrapped at cuts); lambda = 0 the
+    one-step TD error. Returns (advantages, returns = advantages + value), both (T, n_envs).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    delta = bootstrap_target(reward, terminated, gamma, next_value) - value
+    not_end = 1.0 - episode_end.astype(delta.dtype)
+
+    def backward(next_advantage, x):
+        delta_t, not_end_t = x
+        advantage = delta_t + gamma * lam * not_end_t * next_advantage
+        return advantage, advantage
+
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(delta[0]), (delta, not_end), reverse=True)
+    return advantages, advantages + value
+
+
+def reward_to_go(reward, terminated, episode_end, gamma: float, cut_value=None):
+    """Discounted reward-to-go G_t = r_t + gamma (1 - end_t) G_{t+1} over a (T, n_envs) rollout.
+
+    At a cut that is not a termination (a time limit, or the rollout's last row) the sum is
+    bootstrapped with `cut_value` (V of the true next observation), or stops there when
+    `cut_value` is None (REINFORCE without a critic: the cut tail is then treated as an episode
+    end; `complete_episodes` marks the rows whose episode ended inside the rollout).
+    """
+    import jax.numpy as jnp
+
+    last_row = jnp.zeros_like(reward, dtype=bool).at[-1].set(True)
+    cut = (episode_end.astype(bool) | last_row) & ~terminated.astype(bool)
+    bootstrap = jnp.zeros_like(reward) if cut_value is None else jnp.where(cut, cut_value, 0.0)
+    # GAE with V = 0 inside episodes and lambda = 1 is exactly the discounted sum.
+    returns, _ = gae_advantages(reward, jnp.zeros_like(reward), bootstrap, terminated, episode_end, gamma, 1.0)
+    return returns
+
+
+def complete_episodes(episode_end):
+    """(T, n_envs) bool: row t's episode ends at some row >= t of the same env inside the rollout."""
+    import jax
+    import jax.numpy as jnp
+
+    def backward(later_end, end_t):
+        complete = end_t | later_end
+        return complete, complete
+
+    _, complete = jax.lax.scan(backward, jnp.zeros_like(episode_end[0], dtype=bool), episode_end.astype(bool),
+                               reverse=True)
+    return complete

@@ -1,0 +1,134 @@
+"""`polyak train ALGO --env JAX_ENV --seeds N`: every seed trained in one process by the jitted loop (vmapped)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from polyak.algos.offpolicy.jitted import JittedLoop
+from polyak.algos.offpolicy.learner import q_divergence_message
+from polyak.algos.onpolicy import learner as onpolicy
+from polyak.algos.onpolicy.jitted import OnPolicyJittedLoop
+
+
+@functools.lru_cache(maxsize=8)
+def _loop(spec, env, params, chunk: int):
+    if isinstance(spec, onpolicy.OnPolicySpec):
+        return OnPolicyJittedLoop(spec, env, params, chunk)
+    return JittedLoop(spec, env, params, chunk)
+
+
+def _monitor(learner) -> tuple[dict[str, np.ndarray], np.ndarray, Any]:
+    """(metrics, first non-finite step, the off-policy Q monitor or None) per seed, for either family's learner."""
+    if hasattr(learner, "monitor"):
+        metrics = dict(learner.monitor.metrics, q_abs_max_so_far=learner.monitor.q_abs_max)
+        return metrics, learner.monitor.nonfinite_step, learner.monitor
+    return learner.metrics, learner.nonfinite_step, None
+
+
+def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparameters: dict[str, Any],
+                env_kwargs: dict[str, Any] | None = None, n_envs: int = 1, run_root: str | Path = "runs",
+                run_dir: str | Path | None = None, chunk: int = 1000, eval_episodes: int = 10,
+                progress_bar: bool = True, command: str = "") -> list[Path]:
+    """Train `algo` on the JAX env `env_id` for every seed in one process (vmapped); one run folder per seed.
+
+    Returns the run folders. Each holds what `polyak train` writes: config.json, metrics.csv,
+    episodes.csv, tensorboard/, learning_curve.png, model.polyak and eval.json.
+    """
+    import gymnasium as gym
+
+    from polyak._version import __version__
+    from polyak.evaluation import evaluate_policy
+    from polyak.io.logger import RunLogger, plot_learning_curve
+    from polyak.runs.run import MODEL_FILE, build_model, make_training_env
+
+    env_kwargs = dict(env_kwargs or {})
+    vector_env = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+    jax_env, params = vector_env.env, vector_env.params
+    models = [build_model(algo, vector_env, seed, hyperparameters) for seed in seeds]
+    spec = models[0].spec
+    vector_steps = -(-int(steps) // n_envs)
+    if isinstance(spec, onpolicy.OnPolicySpec):  # whole rollouts: round the run up to them
+        rollout = spec.cfg.n_steps
+        vector_steps = -(-vector_steps // rollout) * rollout
+        # at least two rollouts per call: XLA:CPU drops a loop of one trip, ~5% slower (BENCHMARKS.md)
+        chunk = max(2 * rollout, chunk // rollout * rollout)
+    chunk = min(chunk, vector_steps)
+    full, rest = divmod(vector_steps, chunk)
+    plan = [_loop(spec, jax_env, params, chunk)] * full + ([_loop(spec, jax_env, params, rest)] if rest else [])
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dirs = []
+    for seed in seeds:
+        d = (Path(run_dir) / f"seed{seed}" if run_dir is not None else
+             Path(run_root) / f"{algo}-{env_id.replace('/', '_')}-s{seed}-{stamp}")
+        d.mkdir(parents=True, exist_ok=True)
+        run_dirs.append(d)
+    loggers = [RunLogger(d, verbose=0, progress_bar=False) for d in run_dirs]
+    for d, seed, model, logger in zip(run_dirs, seeds, models, loggers):
+        config = {"algorithm": algo, "env": env_id, "env_kwargs": env_kwargs, "n_envs": n_envs, "steps": steps,
+                  "seed": seed, "library_version": __version__, "command": command, "overrides": hyperparameters,
+                  "hyperparameters": model.config.to_dict(), "loop": f"jitted, {len(seeds)} seeds vmapped",
+                  "action_noise": None if getattr(model, "action_noise", None) is None else repr(model.action_noise)}
+        (d / "config.json").write_text(json.dumps(config, indent=2))
+        logger.start(steps, 0)
+
+    progress = None
+    if progress_bar:
+        from tqdm import tqdm
+
+        progress = tqdm(total=vector_steps * n_envs, desc=f"{algo.upper()} x{len(seeds)} seeds (jitted)",
+                        unit="step", mininterval=0.5)
+    t0 = time.perf_counter()
+    states = plan[0].init(jnp.asarray(seeds, jnp.uint32))
+    if hasattr(spec.agent, "start_run"):  # e.g. the epsilon schedule's length, as model.learn(steps) sets it
+        states = states._replace(learner=states.learner._replace(
+            agent=spec.agent.start_run(states.learner.agent, int(steps))))
+    done_steps, warned = 0, set()
+    for loop in plan:
+        states, logs = loop.run_chunk(states, jnp.int32(done_steps))
+        logs, (metrics_all, nonfinite_step, q_monitor) = jax.device_get((logs, _monitor(states.learner)))
+        for i, logger in enumerate(loggers):
+            message = None if q_monitor is None else q_divergence_message(jax.tree.map(lambda x: x[i], q_monitor),
+                                                                          spec.cfg.gamma)
+            if message is not None and seeds[i] not in warned:  # as the host loop: once per run
+                warned.add(seeds[i])
+                warnings.warn(f"seed {seeds[i]}: {message}", RuntimeWarning, stacklevel=2)
+            for t, e in zip(*np.nonzero(logs.done[:, i])):
+                step = (done_steps + t + 1) * n_envs
+                logger.episode(step, float(logs.episode_return[t, i, e]), int(logs.episode_length[t, i, e]))
+            logger.metrics((done_steps + loop.chunk) * n_envs, {k: float(v[i]) for k, v in metrics_all.items()})
+            if nonfinite_step[i] >= 0:
+                raise FloatingPointError(f"seed {seeds[i]}: non-finite loss at environment step "
+                                         f"{int(nonfinite_step[i])}")
+        done_steps += loop.chunk
+        if progress is not None:
+            progress.update(loop.chunk * n_envs)
+    jax.block_until_ready(states)
+    train_s = time.perf_counter() - t0
+    if progress is not None:
+        progress.close()
+    for logger in loggers:
+        logger.close()
+
+    for i, (d, seed, model) in enumerate(zip(run_dirs, seeds, models)):
+        learner = jax.tree.map(lambda x, i=i: x[i], states.learner)
+        model.learner = learner
+        model.num_timesteps = int(learner.step)
+        model.save(d / MODEL_FILE)
+        returns, lengths = evaluate_policy(model, make_training_env(env_id, 1, env_kwargs), eval_episodes,
+                                           seed=10_000 + seed, return_episode_rewards=True)
+        result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+                  "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
+                  "steps_per_second": round(model.num_timesteps * len(seeds) / train_s, 1),
+                  "steps": model.num_timesteps, "seeds_in_process": len(seeds)}
+        (d / "eval.json").write_text(json.dumps(result, indent=2))
+        plot_learning_curve(d, f"{algo.upper()} on {env_id} (seed {seed}, jitted)", result["eval_return_mean"])
+    return run_dirs
