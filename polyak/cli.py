@@ -8,123 +8,48 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+import numpy as np
+
+import polyak
+from polyak.accel.controllers import make_controller
+from polyak.accel.evaluation import TASKS, evaluate, write_results
+from polyak.accel.speed import main as speed_main
+from polyak.algos import registry
+from polyak.evaluation import evaluate_policy, evaluate_q_bias
+from polyak.runs.experiments import sweep_command, train_many
+from polyak.runs.report import RunFolderError, write_report
 from polyak.runs.run import (
     MODEL_FILE,
-    build_model,
     make_training_env,
-    new_run_folder,
-    train_with_checkpoints,
-    training_settings,
+    q_bias_text,
+    train_one,
 )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """One training run: a run folder with config.json, metrics.csv, episodes.csv, tensorboard/, the model,
-    eval.json and learning_curve.png; several seeds go through polyak/experiments.py."""
-    import numpy as np
-
-    from polyak.evaluation import evaluate_policy
-    from polyak.io.logger import plot_learning_curve
-
-    if args.seeds is not None:  # several seeds: polyak/experiments.py runs one `polyak train` per seed
-        from polyak.runs.experiments import train_many
-
+    eval.json and learning_curve.png; several seeds go through polyak/runs/experiments.py."""
+    if args.seeds is not None:  # several seeds: one `polyak train` per seed, or all vmapped in one process
         return train_many(args)
     if args.workers is not None or args.backend != "local" or args.address:
         raise SystemExit("--workers, --backend and --address apply to several seeds: add --seeds N")
-    hp, n_envs, env_kwargs = training_settings(args)
-    eval_kwargs = dict(env_kwargs)
-    if args.algo == "qlearning":  # tabular (polyak/algos/tabular.py): no networks, one env, no replay buffer
-        from polyak.algos.tabular.qlearning import QLearning
-
-        if n_envs != 1 or args.save_buffer:
-            raise SystemExit("qlearning trains on one environment and has no replay buffer: drop --n-envs/--save-buffer")
-        model = QLearning(make_training_env(args.env, 1, env_kwargs), seed=args.seed, **hp)
-        if model.env.spec is None or model.env.spec.max_episode_steps is None:
-            eval_kwargs["max_episode_steps"] = 1000  # a greedy policy can walk into a wall forever (CliffWalking-v1)
-    else:
-        model = build_model(args.algo, make_training_env(args.env, n_envs, env_kwargs), args.seed, hp)
-    run_dir = new_run_folder(args, model, hp, n_envs, env_kwargs)
-    train_s = train_with_checkpoints(args, model, run_dir)
-    model.save(run_dir / MODEL_FILE, include_buffer=args.save_buffer)
-
-    returns, lengths = evaluate_policy(model, make_training_env(args.env, 1, eval_kwargs), args.eval_episodes,
-                                       seed=10_000 + args.seed, return_episode_rewards=True)
-    result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
-              "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
-              "steps_per_second": round(args.steps / train_s, 1), "steps": model.num_timesteps}
-    notes = []
-    if hasattr(model, "predict_q"):  # the critic's Q(s_t, a_t) vs the return obtained, same episodes
-        from polyak.evaluation import evaluate_q_bias
-
-        q_bias = evaluate_q_bias(model, make_training_env(args.env, 1, env_kwargs), args.eval_episodes,
-                                 seed=10_000 + args.seed)
-        result.update(q_bias=q_bias["bias_mean"], q_bias_t0=q_bias["bias_t0"],
-                      q_bias_normalized=q_bias["bias_normalized"], q_bias_details=q_bias)
-        notes.append(q_bias_text(q_bias))
-    if args.algo == "qlearning":  # where the env exposes its model (toy-text: env.unwrapped.P): the exact gap
-        from polyak.algos.tabular.qlearning import policy_gap, transition_model
-
-        result["eval_max_episode_steps"] = eval_kwargs.get("max_episode_steps")
-        try:
-            result.update(policy_gap(transition_model(model.env), model.policy, model.config.gamma))
-            notes.append(f"greedy policy V(s0) = {result['policy_value_start']:.4f} vs V*(s0) = "
-                         f"{result['optimal_value_start']:.4f} (value iteration, gamma {model.config.gamma:g}): "
-                         f"gap {result['value_gap']:.4g} ({100 * result['relative_gap']:.2f}%)")
-        except ValueError as e:  # no model to compare with: the Monte-Carlo returns above are all there is
-            notes.append(f"no exact policy value: {e}")
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    plot_learning_curve(run_dir, f"{args.algo.upper()} on {args.env} (seed {args.seed})", result["eval_return_mean"])
+    folder, result, notes = train_one(args)
     print(f"deterministic evaluation over {args.eval_episodes} episodes: "
           f"{result['eval_return_mean']:.4g} ± {result['eval_return_std']:.3g}  "
           f"({result['steps_per_second']:.0f} steps/s)")
     for note in notes:
         print(note)
-    print(f"run folder: {run_dir}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
+    print(f"run folder: {folder.path}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
           f"learning_curve.png, {MODEL_FILE}, eval.json)")
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from polyak.runs.experiments import sweep_command
-
     return sweep_command(args)
 
 
-def q_bias_text(q: dict[str, Any]) -> str:
-    """Lines summarising `polyak.evaluation.evaluate_q_bias`: Q - G in reward units, per critic statistic."""
-    lines = [f"critic bias Q - G over {q['n_states']} states of {q['n_episodes']} deterministic episodes "
-             f"(gamma {q['gamma']:g}; states with tail weight gamma^(T-t) <= {q['max_tail_weight']:g}; "
-             f"positive = overestimation):"]
-    if q["n_states"] == 0:
-        lines.append(f"  (episodes too short for gamma {q['gamma']:g}: no state has tail weight <= "
-                     f"{q['max_tail_weight']:g}, so only the t = 0 bias is given; its tail is bootstrapped)")
-    for name, s in [*q["critics"].items(), *([("soft", q["soft"])] if "soft" in q else [])]:
-        if name != "min" and s == q["critics"]["min"]:  # one critic (DDPG): mean and Q1 equal the min
-            continue
-        label = {"min": "min over critics", "mean": "mean of critics", "q1": "Q1 (actor's critic)",
-                 "soft": "soft return (min)"}.get(name, name)
-        if q["n_states"] == 0:
-            lines.append(f"  {label:<20} t=0 {s['bias_t0']:+.3f}")
-            continue
-        lines.append(f"  {label:<20} mean {s['bias_mean']:+.3f}  median {s['bias_median']:+.3f}  "
-                     f"t=0 {s['bias_t0']:+.3f}  normalised {s['bias_normalized']:+.3f}  "
-                     f"(Q {s['q_mean']:.3f} vs G {s['return_mean']:.3f})")
-    if "soft" in q:
-        lines.append(f"  SAC critic estimates a soft value: alpha {q['soft']['alpha']:.4g} x entropy "
-                     f"{q['soft']['entropy_mean']:.3f} = {q['soft']['alpha_entropy']:+.4f} per step "
-                     f"({q['soft']['alpha_entropy_discounted']:+.3f} over an infinite discounted horizon)")
-    return "\n".join(lines)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    import polyak
-    from polyak.evaluation import evaluate_policy
-
     target = Path(args.run_dir)
     model_path = target / MODEL_FILE if target.is_dir() else target
     model = polyak.load(model_path)
@@ -139,9 +64,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{model.name.upper()} on {env_id}, {args.episodes} episodes: "
           f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} (min {np.min(returns):.2f}, max {np.max(returns):.2f})")
     if args.q_bias:
-        from polyak.evaluation import evaluate_q_bias
-
-        if not hasattr(model, "predict_q"):
+        if not model.has_q_critic:
             raise SystemExit(f"--q-bias needs a model with a Q critic (SAC, TD3, DDPG, DQN); {model.name} has none")
 
         print(q_bias_text(evaluate_q_bias(model, make_training_env(env_id, 1, env_kwargs), args.episodes, seed=args.seed)))
@@ -149,8 +72,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from polyak.runs.report import RunFolderError, write_report
-
     if args.reps < 1 or not 0 < args.confidence < 1 or args.smooth < 1:
         raise SystemExit("polyak report: --reps and --smooth must be >= 1 and --confidence in (0, 1)")
     try:
@@ -167,9 +88,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_accel_evaluate(args: argparse.Namespace) -> int:
-    from polyak.accel.controllers import make_controller
-    from polyak.accel.evaluation import TASKS, evaluate, write_results
-
     evaluations = []
     for item in args.controllers:
         spec, _, steps_text = item.rpartition("@") if item.rpartition("@")[2].isdigit() else (item, "", "")
@@ -195,8 +113,6 @@ def cmd_accel_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_accel_speed(args: argparse.Namespace) -> int:
-    from polyak.accel.speed import main as speed_main
-
     return int(speed_main(args) or 0)
 
 
@@ -209,8 +125,7 @@ def make_parser() -> argparse.ArgumentParser:
                                     "Q-learning on a Gymnasium environment. Writes a run folder with "
                                     "config.json, metrics.csv, episodes.csv, TensorBoard events, "
                                     "learning_curve.png, model.polyak and eval.json (deterministic evaluation).")
-    tr.add_argument("algo", choices=["sac", "td3", "ddpg", "dqn", "double_dqn", "ppo", "a2c", "a3c", "reinforce", "awr",
-                                     "qlearning"],
+    tr.add_argument("algo", choices=registry.names(),
                     help="algorithm (qlearning: tabular, for Discrete x Discrete envs such as FrozenLake-v1)")
     tr.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id (default: Pendulum-v1)")
     tr.add_argument("--steps", type=int, default=20_000, help="environment steps (default: 20000)")

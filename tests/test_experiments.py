@@ -1,18 +1,30 @@
 """Many seeds in one command and resumable sweeps (polyak/experiments.py): naming, validation, resume,
 the local and Ray backends with tiny real trainings, and the dispatch point for vmapped seeds."""
 
-import importlib.machinery
 import json
 import re
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
 
 from polyak.cli import main
-from polyak.runs.experiments import ExperimentError, SweepFileError, _vmappable, expand, format_value, import_ray, is_finished, load_sweep, parse_sweep, plan, run_name, variant_label
+from polyak.runs import experiments
+from polyak.runs.experiments import (
+    ExperimentError,
+    SweepFileError,
+    _vmappable,
+    expand,
+    format_value,
+    import_ray,
+    is_finished,
+    load_sweep,
+    parse_sweep,
+    plan,
+    run_name,
+    variant_label,
+)
 
 TINY = ["--steps", "300", "--eval-episodes", "1", "--log-interval", "100",
         "--set", "learning_starts=100", "--set", "net_arch=[32,32]"]
@@ -213,7 +225,7 @@ def test_options_for_several_seeds_need_seeds():
         main(["train", "sac", "--seeds", "0"])
 
 
-def test_jax_env_seeds_dispatch_to_the_vmapped_trainer_when_it_exists(tmp_path, monkeypatch, capsys):
+def test_jax_env_seeds_dispatch_to_the_vmapped_trainer(tmp_path, monkeypatch, capsys):
     from polyak.runs.zoo import tuned_hyperparameters
 
     assert _vmappable("sac", "polyak/Pendulum-v1") and _vmappable("dqn", "gymnax/CartPole-v1")
@@ -225,16 +237,13 @@ def test_jax_env_seeds_dispatch_to_the_vmapped_trainer_when_it_exists(tmp_path, 
                     run_dir=None, chunk=1000, eval_episodes=10, progress_bar=True, command=""):
         calls.append(locals())
         dirs = []
-        for s in seeds:  # a stand-in for polyak.jitted: finished run folders
+        for s in seeds:  # a stand-in for polyak.runs.seeds.train_seeds: finished run folders
             d = Path(run_dir) / f"seed{s}"
             _fake_finished(d, algo, None, s, -100.0 - s)
             dirs.append(d)
         return dirs
 
-    fake = types.ModuleType("polyak.runs.seeds")
-    fake.__spec__ = importlib.machinery.ModuleSpec("polyak.runs.seeds", None)
-    fake.train_seeds = train_seeds
-    monkeypatch.setitem(sys.modules, "polyak.runs.seeds", fake)
+    monkeypatch.setattr(experiments, "train_seeds", train_seeds)
     assert main(["train", "sac", "--env", "polyak/Pendulum-v1", "--seeds", "3", "--steps", "50", "--no-progress",
                  "--run-dir", str(tmp_path), "--set", "batch_size=32", "--eval-episodes", "2"]) == 0
     call, = calls

@@ -42,7 +42,8 @@ class Algorithm:
     config_cls: ClassVar[type[Config]]
     agent_cls: ClassVar[type]
     example_env: ClassVar[str] = "Pendulum-v1"  # named in the error when no env is given
-    jitted_loop: ClassVar[bool] = True  # polyak.jitted can train it on JAX envs (vmapped over seeds)
+    default_policy: ClassVar[str] = "MlpPolicy"  # the policy argument the CLI passes
+    has_q_critic: ClassVar[bool] = False  # predict_q(obs, actions) exists: Q-value monitoring and bias evaluation
 
     def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, policy_kwargs: dict | None = None,
                  seed: int | None = None, verbose: int = 0, tensorboard_log: str | None = None,
@@ -90,6 +91,11 @@ class Algorithm:
 
     def _extra_metadata(self, include_buffer: bool) -> dict[str, Any]:
         return {}
+
+    def evaluation_extras(self) -> tuple[dict[str, Any], list[str]]:
+        """Exact results an algorithm can add to eval.json (e.g. tabular: the gap to the optimal value),
+        with lines to print; none by default."""
+        return {}, []
 
     def _learner_to_save(self, include_buffer: bool):
         return self.learner

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
-# Algorithms polyak offers for each kind of action space (kept in sync with polyak.ALGORITHMS).
-ALGORITHMS_BY_ACTION_SPACE = {
-    "Box": ("SAC", "TD3", "DDPG", "PPO", "A2C", "A3C", "REINFORCE", "AWR"),
-    "Discrete": ("DQN", "DoubleDQN", "PPO", "A2C", "A3C", "REINFORCE", "AWR"),
-    "MultiDiscrete": (),
-    "MultiBinary": (),
-}
 
 
 class SpaceError(TypeError):
@@ -30,16 +23,18 @@ def make_env(env: str | gym.Env | gym.vector.VectorEnv, **make_kwargs: Any):
 
 
 def check_spaces(observation_space: gym.Space, action_space: gym.Space, algo_name: str,
-                 action_space_kind: str = "Box") -> None:
+                 action_space_kind: str = "Box", alternatives: Mapping[str, Sequence[str]] | None = None) -> None:
     """Raise SpaceError unless the spaces fit an algorithm for `action_space_kind` ("Box" or "Discrete")
-    actions and a flat Box observation; the message names the polyak algorithms that do fit."""
+    actions and a flat Box observation; `alternatives` (action kind -> algorithm names, the registry's
+    `by_action_kind()`) lets the message name the algorithms that do fit."""
     kind = ("Box" if isinstance(action_space, gym.spaces.Box) else
             "Discrete" if isinstance(action_space, gym.spaces.Discrete) else type(action_space).__name__)
     if kind != action_space_kind:
-        fits = ALGORITHMS_BY_ACTION_SPACE.get(kind, ())
+        alternatives = alternatives or {}
+        fits = alternatives.get(kind, ())
         hint = (f"polyak algorithms for {kind} actions: {', '.join(fits)}" if fits else
                 f"polyak has no algorithm for {kind} actions yet; Discrete actions (one index) fit "
-                f"{', '.join(ALGORITHMS_BY_ACTION_SPACE['Discrete'])}")
+                f"{', '.join(alternatives.get('Discrete', ()))}")
         wanted = "a continuous Box" if action_space_kind == "Box" else f"a {action_space_kind}"
         raise SpaceError(f"{algo_name} needs {wanted} action space, got {action_space}. {hint}.")
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:

@@ -24,7 +24,6 @@ sweep resumes after a crash by running the same command again.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
@@ -41,12 +40,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import tomllib
 
-from polyak.runs.run import MODEL_FILE
+from polyak.algos import registry
+from polyak.core.config import HyperparameterError
+from polyak.runs.report import summarize
+from polyak.runs.run import (
+    EVAL_FILE,
+    LOG_FILE,
+    RunFolder,
+    run_folder_name,
+    training_settings,
+)
+from polyak.runs.seeds import train_seeds
+from polyak.runs.zoo import tuned_hyperparameters
 
-EVAL_FILE = "eval.json"
-LOG_FILE = "train.log"
 SWEEP_FILE = "sweep.json"
 RAY_PIN = "ray==2.60.0"
 RAY_INSTALL = f'pip install "polyak[ray]"  (or: pip install "{RAY_PIN}")'
@@ -100,8 +109,8 @@ class RunResult:
 
 
 def is_finished(run_dir: Path) -> bool:
-    """A run is finished when its folder holds the final model and the final evaluation."""
-    return (run_dir / EVAL_FILE).is_file() and (run_dir / MODEL_FILE).is_file()
+    """A finished run has its evaluation and its model (`RunFolder.is_finished`)."""
+    return RunFolder(run_dir).is_finished()
 
 
 def _last_error_line(log: Path) -> str:
@@ -318,7 +327,6 @@ def default_workers(n_runs: int) -> int:
 # -- summaries ------------------------------------------------------------------------------
 def summary_lines(results: Sequence[RunResult]) -> list[str]:
     """Per (algorithm, env, variant): per-seed final eval return, mean ± std (ddof=1), IQM [95% CI]."""
-    from polyak.runs.report import summarize
 
     groups: dict[tuple[str, str, str], list[RunResult]] = {}
     for r in results:
@@ -354,21 +362,13 @@ def _finish(results: Sequence[RunResult]) -> int:
 
 
 # -- polyak train --seeds N ------------------------------------------------------------------
-def _env_safe(env_id: str) -> str:
-    return env_id.replace("/", "_")
-
-
 def _vmappable(algo: str, env_id: str) -> bool:
     """An algorithm the jitted loop runs (not A3C or tabular Q-learning) on a JAX environment: a polyak/ or
     gymnax/ id whose Gymnasium registration has a vector_entry_point."""
     if not env_id.startswith(("polyak/", "gymnax/")):
         return False
-    import gymnasium as gym
-
-    import polyak  # registers polyak's ids
-
     spec = gym.registry.get(env_id)
-    runs_jitted = getattr(polyak.ALGORITHMS.get(algo), "jitted_loop", False)
+    runs_jitted = algo in registry.names() and registry.entry(algo).jitted_loop
     return runs_jitted and spec is not None and spec.vector_entry_point is not None
 
 
@@ -402,7 +402,7 @@ def seed_specs(args, stamp: str | None = None) -> list[RunSpec]:
         if args.run_dir:
             run_dir = Path(args.run_dir) / f"seed{seed}"
         else:
-            run_dir = Path(args.runs_root) / f"{args.algo}-{_env_safe(args.env)}-s{seed}-{stamp}"
+            run_dir = Path(args.runs_root) / run_folder_name(args.algo, args.env, seed, stamp=stamp)
         run_dir = run_dir.absolute()
         specs.append(RunSpec(args.algo, args.env, seed, run_dir,
                              ["train", args.algo, "--seed", str(seed), "--run-dir", str(run_dir), *common],
@@ -426,8 +426,7 @@ def train_many(args) -> int:
     specs = seed_specs(args)
     # The vmapped trainer takes no --checkpoint-every, --save-buffer or --variant: those go to processes.
     host_only = args.checkpoint_every or args.save_buffer or args.variant
-    if _vmappable(args.algo, args.env) and args.backend == "local" and args.workers is None and not host_only \
-            and importlib.util.find_spec("polyak.runs.seeds"):
+    if _vmappable(args.algo, args.env) and args.backend == "local" and args.workers is None and not host_only:
         return _train_vmapped(args, specs)
     k = default_workers(len(specs)) if args.workers is None else args.workers
     where = "Ray" if args.backend == "ray" else f"{k} local worker process{'es' if k != 1 else ''}"
@@ -457,9 +456,6 @@ def _train_vmapped(args, specs: list[RunSpec]) -> int:
     It writes each seed's run folder as `polyak train` does (RUN_DIR/seedS, or
     RUNS_ROOT/ALGO-ENV-sSEED-TIMESTAMP) and returns the folders in seed order.
     """
-    from polyak.runs.run import training_settings
-    from polyak.runs.seeds import train_seeds
-
     hp, n_envs, env_kwargs = training_settings(args)
     seeds = [s.seed for s in specs]
     print(f"polyak {args.algo.upper()} on {args.env}: {args.steps} steps, seeds {seeds[0]}..{seeds[-1]} "
@@ -515,7 +511,6 @@ def _type_name(v: Any) -> str:
 
 def parse_sweep(data: dict[str, Any], source: str = "<sweep>") -> Sweep:
     """Validate the TOML contents of a sweep file; errors name the file and the key."""
-    import polyak
 
     def fail(msg: str):
         raise SweepFileError(f"{source}: {msg}")
@@ -555,8 +550,8 @@ def parse_sweep(data: dict[str, Any], source: str = "<sweep>") -> Sweep:
 
     algorithms = str_list("algorithms")
     for a in algorithms:
-        if a not in polyak.ALGORITHMS:
-            fail(f"'algorithms': unknown algorithm {a!r}; known: {', '.join(polyak.ALGORITHMS)}")
+        if a not in registry.names():
+            fail(f"'algorithms': unknown algorithm {a!r}; known: {', '.join(registry.names())}")
     envs = str_list("envs")
 
     seeds_value = data.get("seeds", 1)
@@ -620,13 +615,9 @@ def parse_sweep(data: dict[str, Any], source: str = "<sweep>") -> Sweep:
 
 def _check_hyperparameters(sweep: Sweep, fail) -> None:
     """Every grid point must be valid for every algorithm: unknown names and bad values fail here, not mid-sweep."""
-    import polyak
-    from polyak.core.config import HyperparameterError
-    from polyak.runs.zoo import tuned_hyperparameters
-
     keys = list(sweep.grid)
     for algo in sweep.algorithms:
-        config_cls = polyak.ALGORITHMS[algo].config_cls
+        config_cls = registry.algorithm_class(algo).config_cls
         known = {f for f in config_cls.__dataclass_fields__} | CLI_HYPERPARAMETERS
         for where, table in (("grid", sweep.grid), ("set", sweep.fixed)):
             bad = sorted(set(table) - known)
@@ -697,7 +688,7 @@ def variant_label(point: dict[str, Any]) -> str:
 def run_name(algo: str, env: str, point: dict[str, Any], seed: int) -> str:
     """`ALGO-ENV[-key=value,...]-sSEED`: readable, deterministic, safe as a folder name."""
     label = variant_label(point)
-    return f"{algo}-{_env_safe(env)}" + (f"-{label}" if label else "") + f"-s{seed}"
+    return run_folder_name(algo, env, seed, label)
 
 
 def expand(sweep: Sweep) -> list[RunSpec]:

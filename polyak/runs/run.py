@@ -1,15 +1,39 @@
-"""One training run and its folder: building the model and env, training with checkpoints, writing the files."""
+"""One training run and its folder — the only module that writes a run folder.
+
+A run folder holds: config.json (what was run), metrics.csv, episodes.csv and tensorboard/ (written by
+the run's `RunLogger` while training), model.polyak, eval.json (deterministic evaluation) and
+learning_curve.png. `polyak train` (one seed), `polyak train --seeds N` (one process per seed, or all
+seeds vmapped in one process: `polyak.runs.seeds`) and sweeps all write it through `RunFolder`, so
+`polyak report` reads the same files whichever path made them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
+
+import polyak.envs  # noqa: F401  (registers polyak's environment ids with Gymnasium)
+from polyak._version import __version__
+from polyak.algos import registry
+from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from polyak.evaluation import evaluate_policy, evaluate_q_bias
+from polyak.io.logger import RunLogger, plot_learning_curve
+from polyak.runs.zoo import tuned_hyperparameters
+
 MODEL_FILE = "model.polyak"
+CONFIG_FILE = "config.json"
+EVAL_FILE = "eval.json"
+LOG_FILE = "train.log"  # a worker process's output (sweeps and --seeds in processes)
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes of seed s are reset with seeds 10_000 + s, ...
+DEFAULT_EVAL_STEP_LIMIT = 1000  # for envs without a time limit (a greedy policy can walk into a wall forever)
 
 
 def _parse_value(text: str) -> Any:
@@ -20,6 +44,7 @@ def _parse_value(text: str) -> Any:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["key=value", ...]` -> {key: JSON value, or the text itself when it is not JSON}."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -29,12 +54,22 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def env_safe(env_id: str) -> str:
+    """An env id as part of a folder name (`polyak/Pendulum-v1` -> `polyak_Pendulum-v1`)."""
+    return env_id.replace("/", "_")
+
+
+def run_folder_name(algo: str, env_id: str, seed: int, label: str = "", stamp: str | None = None) -> str:
+    """`ALGO-ENV[-LABEL]-sSEED[-STAMP]`: readable, deterministic given the stamp, safe as a folder name."""
+    return f"{algo}-{env_safe(env_id)}" + (f"-{label}" if label else "") + f"-s{seed}" + (f"-{stamp}" if stamp else "")
+
+
+def time_stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 def make_training_env(env_id: str, n_envs: int = 1, env_kwargs: dict[str, Any] | None = None):
     """`gymnasium.make` for one env; `gymnasium.make_vec` for several (one vmapped call for polyak's JAX envs)."""
-    import gymnasium as gym
-
-    import polyak  # noqa: F401  (registers polyak's environment ids)
-
     if n_envs < 1:
         raise SystemExit(f"--n-envs must be >= 1, got {n_envs}")
     env_kwargs = env_kwargs or {}
@@ -51,9 +86,7 @@ def make_training_env(env_id: str, n_envs: int = 1, env_kwargs: dict[str, Any] |
 
 def training_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int, dict[str, Any]]:
     """(hyperparameters, n_envs, env_kwargs) of a `polyak train` command: the tuned values recorded in
-    polyak/zoo.py (unless --no-tuned), then --set, --n-envs and --env-kwarg on top."""
-    from polyak.runs.zoo import tuned_hyperparameters
-
+    polyak/runs/zoo.py (unless --no-tuned), then --set, --n-envs and --env-kwarg on top."""
     hp = {} if args.no_tuned else tuned_hyperparameters(args.algo, args.env)
     hp.update(parse_overrides(args.set))
     n_envs = int(args.n_envs or hp.pop("n_envs", 1))
@@ -63,72 +96,166 @@ def training_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int, di
     return hp, n_envs, env_kwargs
 
 
-def build_model(algo: str, env_id, seed: int, hyperparameters: dict[str, Any], verbose: int = 0):
-    """Turn CLI-level hyperparameters (net_arch, action_noise='normal:0.1'/'ou:0.2') into a model."""
-    import polyak
-    from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-
-    hp = dict(hyperparameters)
-    policy_kwargs = {}
-    if "net_arch" in hp:
-        policy_kwargs["net_arch"] = hp.pop("net_arch")
-    noise = hp.pop("action_noise", None)
+def parse_action_noise(noise: Any):
+    """'normal:SIGMA' / 'ou:SIGMA' (the CLI's and sweep files' spelling) -> a noise object; None stays None."""
+    if noise is None:
+        return None
     if isinstance(noise, str):
         kind, _, sigma = noise.partition(":")
         sigma = float(sigma or 0.1)
         if kind == "normal":
-            noise = NormalActionNoise(0.0, sigma)
-        elif kind in ("ou", "ornstein_uhlenbeck"):
-            noise = OrnsteinUhlenbeckActionNoise(0.0, sigma)
-        else:
-            raise SystemExit(f"action_noise must be 'normal:SIGMA' or 'ou:SIGMA', got {noise!r}")
-    elif noise is not None:
-        raise SystemExit(f"action_noise must be 'normal:SIGMA' or 'ou:SIGMA', got {noise!r}")
-    import inspect
+            return NormalActionNoise(0.0, sigma)
+        if kind in ("ou", "ornstein_uhlenbeck"):
+            return OrnsteinUhlenbeckActionNoise(0.0, sigma)
+    raise SystemExit(f"action_noise must be 'normal:SIGMA' or 'ou:SIGMA', got {noise!r}")
 
-    cls = polyak.ALGORITHMS[algo]
+
+def build_model(algo: str, env, seed: int, hyperparameters: dict[str, Any], verbose: int = 0):
+    """The registered algorithm `algo` on `env`, from CLI-level hyperparameters (net_arch, action_noise='ou:0.2')."""
+    cls = registry.algorithm_class(algo)
+    hp = dict(hyperparameters)
+    policy_kwargs = {"net_arch": hp.pop("net_arch")} if "net_arch" in hp else None
+    noise = parse_action_noise(hp.pop("action_noise", None))
     if "action_noise" in inspect.signature(cls.__init__).parameters:
         hp["action_noise"] = noise
     elif noise is not None:
         raise SystemExit(f"{algo} takes no action_noise (it is not an off-policy method with a deterministic actor)")
-    return cls("MlpPolicy", env_id, seed=seed, policy_kwargs=policy_kwargs or None, verbose=verbose, **hp)
+    return cls(cls.default_policy, env, seed=seed, policy_kwargs=policy_kwargs, verbose=verbose, **hp)
 
 
-def new_run_folder(args: argparse.Namespace, model, hp: dict[str, Any], n_envs: int,
-                   env_kwargs: dict[str, Any]) -> Path:
-    """Create the run folder (--run-dir or RUNS_ROOT/ALGO-ENV-sSEED-TIME) with its config.json."""
-    from polyak._version import __version__
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.run_dir or Path(args.runs_root) / f"{args.algo}-{args.env.replace('/', '_')}-s{args.seed}-{stamp}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"algorithm": args.algo, "env": args.env, "env_kwargs": env_kwargs, "n_envs": n_envs,
-              "steps": args.steps, "seed": args.seed, **({"variant": args.variant} if args.variant else {}),
-              "library_version": __version__, "command": " ".join(sys.argv),
-              "overrides": hp, "hyperparameters": model.config.to_dict(),
-              "action_noise": None if getattr(model, "action_noise", None) is None else repr(model.action_noise)}
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-    print(f"polyak {args.algo.upper()} on {args.env}: {args.steps} steps, seed {args.seed} -> {run_dir}", flush=True)
-    return run_dir
+def evaluation_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The env kwargs for evaluation: the training ones, plus a step limit where the env has none."""
+    out = dict(env_kwargs)
+    if gym.spec(env_id).max_episode_steps is None and "max_episode_steps" not in out:
+        out["max_episode_steps"] = DEFAULT_EVAL_STEP_LIMIT
+    return out
 
 
-def train_with_checkpoints(args: argparse.Namespace, model, run_dir: Path) -> float:
-    """model.learn(--steps) logging into run_dir, saving checkpoints/stepN.polyak every --checkpoint-every
-    steps; returns the training time in seconds."""
-    from polyak.io.logger import RunLogger
+def q_bias_text(q: dict[str, Any]) -> str:
+    """Lines summarising `polyak.evaluation.evaluate_q_bias`: Q - G in reward units, per critic statistic."""
+    lines = [f"critic bias Q - G over {q['n_states']} states of {q['n_episodes']} deterministic episodes "
+             f"(gamma {q['gamma']:g}; states with tail weight gamma^(T-t) <= {q['max_tail_weight']:g}; "
+             f"positive = overestimation):"]
+    if q["n_states"] == 0:
+        lines.append(f"  (episodes too short for gamma {q['gamma']:g}: no state has tail weight <= "
+                     f"{q['max_tail_weight']:g}, so only the t = 0 bias is given; its tail is bootstrapped)")
+    for name, s in [*q["critics"].items(), *([("soft", q["soft"])] if "soft" in q else [])]:
+        if name != "min" and s == q["critics"]["min"]:  # one critic (DDPG): mean and Q1 equal the min
+            continue
+        label = {"min": "min over critics", "mean": "mean of critics", "q1": "Q1 (actor's critic)",
+                 "soft": "soft return (min)"}.get(name, name)
+        if q["n_states"] == 0:
+            lines.append(f"  {label:<20} t=0 {s['bias_t0']:+.3f}")
+            continue
+        lines.append(f"  {label:<20} mean {s['bias_mean']:+.3f}  median {s['bias_median']:+.3f}  "
+                     f"t=0 {s['bias_t0']:+.3f}  normalised {s['bias_normalized']:+.3f}  "
+                     f"(Q {s['q_mean']:.3f} vs G {s['return_mean']:.3f})")
+    if "soft" in q:
+        lines.append(f"  SAC critic estimates a soft value: alpha {q['soft']['alpha']:.4g} x entropy "
+                     f"{q['soft']['entropy_mean']:.3f} = {q['soft']['alpha_entropy']:+.4f} per step "
+                     f"({q['soft']['alpha_entropy_discounted']:+.3f} over an infinite discounted horizon)")
+    return "\n".join(lines)
 
-    logger = RunLogger(run_dir, verbose=0, progress_bar=not args.no_progress)
+
+class RunFolder:
+    """One run's folder and every file in it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | Path) -> "RunFolder":
+        folder = cls(path)
+        folder.path.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def is_finished(self) -> bool:
+        """A finished run has its evaluation and its model."""
+        return (self.path / EVAL_FILE).is_file() and self.model_path.is_file()
+
+    def read_eval(self) -> dict[str, Any]:
+        return json.loads((self.path / EVAL_FILE).read_text())
+
+    def write_config(self, *, algo: str, env_id: str, env_kwargs: dict[str, Any], n_envs: int, steps: int,
+                     seed: int, overrides: dict[str, Any], model, command: str | None = None,
+                     variant: str | None = None, loop: str | None = None) -> None:
+        config = {"algorithm": algo, "env": env_id, "env_kwargs": env_kwargs, "n_envs": n_envs, "steps": steps,
+                  "seed": seed, **({"variant": variant} if variant else {}), "library_version": __version__,
+                  "command": " ".join(sys.argv) if command is None else command, "overrides": overrides,
+                  "hyperparameters": model.config.to_dict(), **({"loop": loop} if loop else {}),
+                  "action_noise": None if getattr(model, "action_noise", None) is None else repr(model.action_noise)}
+        (self.path / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+    def logger(self, progress_bar: bool = False) -> RunLogger:
+        """The training logger: metrics.csv, episodes.csv, tensorboard/ in this folder."""
+        return RunLogger(self.path, verbose=0, progress_bar=progress_bar)
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.path / "checkpoints" / f"step{step:09d}.polyak"
+
+    def finish(self, model, *, algo: str, env_id: str, env_kwargs: dict[str, Any], seed: int, eval_episodes: int,
+               train_seconds: float, steps_per_second: float, include_buffer: bool = False,
+               extra: dict[str, Any] | None = None, title: str = "") -> tuple[dict[str, Any], list[str]]:
+        """Save the model, evaluate it (deterministic episodes, the critic's bias where it has a Q critic,
+        the algorithm's exact extras), write eval.json and the learning curve. Returns (eval, notes to print)."""
+        model.save(self.model_path, include_buffer=include_buffer)
+        eval_kwargs = evaluation_env_kwargs(env_id, env_kwargs)
+        returns, lengths = evaluate_policy(model, make_training_env(env_id, 1, eval_kwargs), eval_episodes,
+                                           seed=EVAL_SEED_OFFSET + seed, return_episode_rewards=True)
+        result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+                  "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_seconds, 2),
+                  "steps_per_second": round(steps_per_second, 1), "steps": model.num_timesteps, **(extra or {})}
+        if eval_kwargs != env_kwargs:
+            result["eval_max_episode_steps"] = eval_kwargs.get("max_episode_steps")
+        notes = []
+        if model.has_q_critic:  # the critic's Q(s_t, a_t) vs the return obtained, same episodes
+            q_bias = evaluate_q_bias(model, make_training_env(env_id, 1, eval_kwargs), eval_episodes,
+                                     seed=EVAL_SEED_OFFSET + seed)
+            result.update(q_bias=q_bias["bias_mean"], q_bias_t0=q_bias["bias_t0"],
+                          q_bias_normalized=q_bias["bias_normalized"], q_bias_details=q_bias)
+            notes.append(q_bias_text(q_bias))
+        extras, extra_notes = model.evaluation_extras()
+        result.update(extras)
+        notes += extra_notes
+        (self.path / EVAL_FILE).write_text(json.dumps(result, indent=2))
+        plot_learning_curve(self.path, title or f"{algo.upper()} on {env_id} (seed {seed})",
+                            result["eval_return_mean"])
+        return result, notes
+
+
+def train_one(args: argparse.Namespace) -> tuple[RunFolder, dict[str, Any], list[str]]:
+    """`polyak train ALGO --env ENV --seed S ...` for one seed: build, train with checkpoints, save, evaluate."""
+    hp, n_envs, env_kwargs = training_settings(args)
+    if args.save_buffer and registry.entry(args.algo).family == "tabular":
+        raise SystemExit(f"{args.algo} has no replay buffer: drop --save-buffer")
+    model = build_model(args.algo, make_training_env(args.env, n_envs, env_kwargs), args.seed, hp)
+    stamp = time_stamp()
+    folder = RunFolder.create(args.run_dir or Path(args.runs_root) / run_folder_name(args.algo, args.env, args.seed,
+                                                                                     stamp=stamp))
+    folder.write_config(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, n_envs=n_envs, steps=args.steps,
+                        seed=args.seed, overrides=hp, model=model, variant=args.variant)
+    print(f"polyak {args.algo.upper()} on {args.env}: {args.steps} steps, seed {args.seed} -> {folder.path}",
+          flush=True)
+    logger = folder.logger(progress_bar=not args.no_progress)
     callback = None
     if args.checkpoint_every:
         every = args.checkpoint_every
 
         def callback(m):
             if m.num_timesteps % every == 0:
-                m.save(run_dir / "checkpoints" / f"step{m.num_timesteps:09d}.polyak", include_buffer=args.save_buffer)
+                m.save(folder.checkpoint_path(m.num_timesteps), include_buffer=args.save_buffer)
 
     t0 = time.perf_counter()
     try:
         model.learn(args.steps, callback=callback, log_interval=args.log_interval, logger=logger)
     finally:
         logger.close()
-    return time.perf_counter() - t0
+    train_s = time.perf_counter() - t0
+    result, notes = folder.finish(model, algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, seed=args.seed,
+                                  eval_episodes=args.eval_episodes, train_seconds=train_s,
+                                  steps_per_second=args.steps / train_s, include_buffer=args.save_buffer)
+    return folder, result, notes

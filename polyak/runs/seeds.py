@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import functools
-import json
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from polyak.algos.offpolicy.jitted import JittedLoop
 from polyak.algos.offpolicy.learner import q_divergence_message
 from polyak.algos.onpolicy import learner as onpolicy
 from polyak.algos.onpolicy.jitted import OnPolicyJittedLoop
+from polyak.runs.run import RunFolder, build_model, run_folder_name, time_stamp
 
 
 @functools.lru_cache(maxsize=8)
@@ -43,13 +45,6 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
     Returns the run folders. Each holds what `polyak train` writes: config.json, metrics.csv,
     episodes.csv, tensorboard/, learning_curve.png, model.polyak and eval.json.
     """
-    import gymnasium as gym
-
-    from polyak._version import __version__
-    from polyak.evaluation import evaluate_policy
-    from polyak.io.logger import RunLogger, plot_learning_curve
-    from polyak.runs.run import MODEL_FILE, build_model, make_training_env
-
     env_kwargs = dict(env_kwargs or {})
     vector_env = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **env_kwargs)
     jax_env, params = vector_env.env, vector_env.params
@@ -64,26 +59,18 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
     chunk = min(chunk, vector_steps)
     full, rest = divmod(vector_steps, chunk)
     plan = [_loop(spec, jax_env, params, chunk)] * full + ([_loop(spec, jax_env, params, rest)] if rest else [])
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dirs = []
-    for seed in seeds:
-        d = (Path(run_dir) / f"seed{seed}" if run_dir is not None else
-             Path(run_root) / f"{algo}-{env_id.replace('/', '_')}-s{seed}-{stamp}")
-        d.mkdir(parents=True, exist_ok=True)
-        run_dirs.append(d)
-    loggers = [RunLogger(d, verbose=0, progress_bar=False) for d in run_dirs]
-    for d, seed, model, logger in zip(run_dirs, seeds, models, loggers):
-        config = {"algorithm": algo, "env": env_id, "env_kwargs": env_kwargs, "n_envs": n_envs, "steps": steps,
-                  "seed": seed, "library_version": __version__, "command": command, "overrides": hyperparameters,
-                  "hyperparameters": model.config.to_dict(), "loop": f"jitted, {len(seeds)} seeds vmapped",
-                  "action_noise": None if getattr(model, "action_noise", None) is None else repr(model.action_noise)}
-        (d / "config.json").write_text(json.dumps(config, indent=2))
+    stamp = time_stamp()
+    folders = [RunFolder.create(Path(run_dir) / f"seed{seed}" if run_dir is not None else
+                                Path(run_root) / run_folder_name(algo, env_id, seed, stamp=stamp)) for seed in seeds]
+    loggers = [folder.logger() for folder in folders]
+    for folder, seed, model, logger in zip(folders, seeds, models, loggers):
+        folder.write_config(algo=algo, env_id=env_id, env_kwargs=env_kwargs, n_envs=n_envs, steps=steps, seed=seed,
+                            overrides=hyperparameters, model=model, command=command,
+                            loop=f"jitted, {len(seeds)} seeds vmapped")
         logger.start(steps, 0)
 
     progress = None
     if progress_bar:
-        from tqdm import tqdm
-
         progress = tqdm(total=vector_steps * n_envs, desc=f"{algo.upper()} x{len(seeds)} seeds (jitted)",
                         unit="step", mininterval=0.5)
     t0 = time.perf_counter()
@@ -118,17 +105,12 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
     for logger in loggers:
         logger.close()
 
-    for i, (d, seed, model) in enumerate(zip(run_dirs, seeds, models)):
+    for i, (folder, seed, model) in enumerate(zip(folders, seeds, models)):
         learner = jax.tree.map(lambda x, i=i: x[i], states.learner)
         model.learner = learner
         model.num_timesteps = int(learner.step)
-        model.save(d / MODEL_FILE)
-        returns, lengths = evaluate_policy(model, make_training_env(env_id, 1, env_kwargs), eval_episodes,
-                                           seed=10_000 + seed, return_episode_rewards=True)
-        result = {"eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
-                  "eval_returns": returns, "eval_lengths": lengths, "train_seconds": round(train_s, 2),
-                  "steps_per_second": round(model.num_timesteps * len(seeds) / train_s, 1),
-                  "steps": model.num_timesteps, "seeds_in_process": len(seeds)}
-        (d / "eval.json").write_text(json.dumps(result, indent=2))
-        plot_learning_curve(d, f"{algo.upper()} on {env_id} (seed {seed}, jitted)", result["eval_return_mean"])
-    return run_dirs
+        folder.finish(model, algo=algo, env_id=env_id, env_kwargs=env_kwargs, seed=seed, eval_episodes=eval_episodes,
+                      train_seconds=train_s, steps_per_second=model.num_timesteps * len(seeds) / train_s,
+                      extra={"seeds_in_process": len(seeds)},
+                      title=f"{algo.upper()} on {env_id} (seed {seed}, jitted)")
+    return [folder.path for folder in folders]

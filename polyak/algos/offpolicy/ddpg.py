@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from polyak.algos.offpolicy.actor_critic import DeterministicAgent, TD3State
 from polyak.algos.offpolicy.host import OffPolicyAlgorithm
+from polyak.algos.registry import register
 from polyak.core.config import HyperparameterError, OffPolicyConfig
 from polyak.core.losses import bootstrap_target, polyak_average
 from polyak.core.types import Transition
@@ -59,6 +60,7 @@ class DDPGAgent(DeterministicAgent):
         return new_state, metrics
 
 
+@register(family="offpolicy", action_kinds=("Box",))
 class DDPG(OffPolicyAlgorithm):
     """DDPG. ``DDPG("MlpPolicy", env, action_noise=NormalActionNoise(...), ...)``."""
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from polyak.algos.offpolicy.host import OffPolicyAlgorithm
+from polyak.algos.registry import register
 from polyak.core.config import HyperparameterError, OffPolicyConfig
 from polyak.core.losses import bootstrap_target, polyak_average
 from polyak.core.networks import MLP
@@ -219,6 +220,7 @@ class DQNAgent:
         return new_state, metrics
 
 
+@register(family="offpolicy", action_kinds=("Discrete",))
 class DQN(OffPolicyAlgorithm):
     """DQN. ``DQN("MlpPolicy", "CartPole-v1", exploration_fraction=0.1, n_steps=1, ...)`` as in
     Stable-Baselines3 (``target_update_interval`` in gradient steps); ``double_q=True`` or
@@ -236,6 +238,7 @@ class DQN(OffPolicyAlgorithm):
         return float(self.agent.epsilon(self.learner.agent, self.num_timesteps))
 
 
+@register(family="offpolicy", action_kinds=("Discrete",))
 class DoubleDQN(DQN):
     """Double DQN: DQN whose target lets the online network choose the next action and the target
     network evaluate it. ``DoubleDQN("MlpPolicy", "CartPole-v1")``; `polyak train double_dqn`."""

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from polyak.algos import registry
 from polyak.algos.algorithm import Algorithm, Callback, NonFiniteError
 from polyak.algos.offpolicy.learner import (
     Learner,
@@ -31,6 +32,7 @@ class OffPolicyAlgorithm(Algorithm):
     """The off-policy family's part of the model API: replay buffer, warm-up, exploration noise or epsilon,
     K gradient steps per env step in one donated jitted call, Q-value monitoring."""
 
+    has_q_critic: ClassVar[bool] = True
     action_space_kind: ClassVar[str] = "Box"  # the gymnasium action space the algorithm handles ("Discrete": DQN)
 
     def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, action_noise=None, **kwargs: Any):
@@ -51,7 +53,8 @@ class OffPolicyAlgorithm(Algorithm):
         self.action_noise = noise_from_config(metadata["action_noise"])
 
     def _check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
-        check_spaces(observation_space, action_space, type(self).__name__, self.action_space_kind)
+        check_spaces(observation_space, action_space, type(self).__name__, self.action_space_kind,
+                     registry.by_action_kind())
 
     def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
         self.agent = self.agent_cls(self.config, obs_dim, action_size(action_space))

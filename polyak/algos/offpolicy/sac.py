@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from polyak.algos.offpolicy.actor_critic import ActorCriticAgent
 from polyak.algos.offpolicy.host import OffPolicyAlgorithm
+from polyak.algos.registry import register
 from polyak.core.config import HyperparameterError, OffPolicyConfig
 from polyak.core.losses import bootstrap_target, polyak_average
 from polyak.core.networks import GaussianActor, squashed_gaussian_sample
@@ -151,6 +152,7 @@ class SACAgent(ActorCriticAgent):
         return new_state, metrics
 
 
+@register(family="offpolicy", action_kinds=("Box",))
 class SAC(OffPolicyAlgorithm):
     """Soft Actor-Critic. ``SAC("MlpPolicy", env, ent_coef="auto", ...)`` as in Stable-Baselines3."""
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from polyak.algos.offpolicy.actor_critic import DeterministicAgent, TD3State
 from polyak.algos.offpolicy.host import OffPolicyAlgorithm
+from polyak.algos.registry import register
 from polyak.core.config import HyperparameterError, OffPolicyConfig
 from polyak.core.losses import bootstrap_target, polyak_average
 from polyak.core.types import Transition
@@ -72,6 +73,7 @@ class TD3Agent(DeterministicAgent):
         return state, metrics
 
 
+@register(family="offpolicy", action_kinds=("Box",))
 class TD3(OffPolicyAlgorithm):
     """TD3. ``TD3("MlpPolicy", env, policy_delay=2, target_policy_noise=0.2, ...)``."""
 

@@ -22,6 +22,7 @@ from polyak.algos.onpolicy.learner import (
     explained_variance,
     normalize_advantages,
 )
+from polyak.algos.registry import register
 from polyak.core.returns import gae_advantages
 
 
@@ -44,6 +45,7 @@ class A2CAgent(PolicyGradientAgent):
         return state, metrics
 
 
+@register(family="onpolicy", action_kinds=("Box", "Discrete"))
 class A2C(OnPolicyAlgorithm):
     """A2C. ``A2C("MlpPolicy", gymnasium.make_vec(...), n_steps=5, ...)`` as in Stable-Baselines3."""
 

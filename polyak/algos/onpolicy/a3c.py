@@ -63,6 +63,7 @@ from polyak.algos.onpolicy.learner import (
     explained_variance,
     normalize_advantages,
 )
+from polyak.algos.registry import register
 from polyak.core.config import need
 from polyak.core.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
 from polyak.core.returns import gae_advantages
@@ -200,6 +201,7 @@ class _Run:
         self.errors: list[BaseException] = []
 
 
+@register(family="onpolicy", action_kinds=("Box", "Discrete"), jitted_loop=False)
 class A3C(OnPolicyAlgorithm):
     """A3C. ``A3C("MlpPolicy", "CartPole-v1", n_workers=4, n_steps=5, ...)``.
 
@@ -210,7 +212,6 @@ class A3C(OnPolicyAlgorithm):
     name = "a3c"
     config_cls = A3CConfig
     agent_cls = A3CAgent
-    jitted_loop = False  # its point is threads stepping Gymnasium envs
 
     # -- construction ----------------------------------------------------------------------
     def _attach_env(self, env: Any) -> None:

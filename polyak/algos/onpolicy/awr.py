@@ -46,6 +46,7 @@ from polyak.algos.onpolicy.learner import (
     compiled,
     normalize_advantages,
 )
+from polyak.algos.registry import register
 from polyak.core.config import need
 from polyak.core.returns import gae_advantages
 
@@ -244,6 +245,7 @@ class AWRAgent(PolicyGradientAgent):
         return state, metrics
 
 
+@register(family="onpolicy", action_kinds=("Box", "Discrete"))
 class AWR(OnPolicyAlgorithm):
     """AWR. ``AWR("MlpPolicy", env, temperature=1.0, weight_clip=20, buffer_rollouts=250, ...)``."""
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from polyak.algos import registry
 from polyak.algos.algorithm import Algorithm, Callback, NonFiniteError
 from polyak.algos.onpolicy.learner import (
     _UPDATE_COMPILED,
@@ -33,7 +34,7 @@ def check_policy_gradient_spaces(observation_space: gym.Space, action_space: gym
         return
     if not isinstance(action_space, gym.spaces.Box):
         raise SpaceError(f"{algo_name} needs a Box or Discrete action space, got {action_space}")
-    check_spaces(observation_space, action_space, algo_name)
+    check_spaces(observation_space, action_space, algo_name, alternatives=registry.by_action_kind())
 
 
 class OnPolicyAlgorithm(Algorithm):

@@ -29,6 +29,7 @@ from polyak.algos.onpolicy.learner import (
     explained_variance,
     normalize_advantages,
 )
+from polyak.algos.registry import register
 from polyak.core.config import need
 from polyak.core.returns import gae_advantages
 from polyak.core.shuffle import shuffled_indices
@@ -163,6 +164,7 @@ class PPOAgent(PolicyGradientAgent):
         return state, metrics
 
 
+@register(family="onpolicy", action_kinds=("Box", "Discrete"))
 class PPO(OnPolicyAlgorithm):
     """PPO. ``PPO("MlpPolicy", env, n_steps=2048, clip_range=0.2, ...)`` as in Stable-Baselines3;
     ``clip_range_low``/``clip_range_high`` for an asymmetric clip, ``loss="kl_penalty"`` for the KL variant."""

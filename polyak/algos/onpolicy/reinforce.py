@@ -35,6 +35,7 @@ from polyak.algos.onpolicy.learner import (
     PolicyGradientAgent,
     Rollout,
 )
+from polyak.algos.registry import register
 from polyak.core.config import need
 from polyak.core.returns import complete_episodes, reward_to_go
 
@@ -158,6 +159,7 @@ def time_limit(env: Any) -> int | None:
     return getattr(spec, "max_episode_steps", None)
 
 
+@register(family="onpolicy", action_kinds=("Box", "Discrete"))
 class REINFORCE(OnPolicyAlgorithm):
     """REINFORCE. ``REINFORCE("MlpPolicy", env, baseline="none"|"constant"|"time"|"state"|"state_time")``."""
 

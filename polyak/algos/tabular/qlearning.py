@@ -28,7 +28,9 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from polyak.algos.algorithm import NonFiniteError
+from polyak._version import __version__
+from polyak.algos.algorithm import Algorithm, NonFiniteError
+from polyak.algos.registry import register
 from polyak.core.config import Config, HyperparameterError, need
 from polyak.core.losses import bootstrap_target
 from polyak.envs.spaces import SpaceError, make_env
@@ -264,25 +266,39 @@ def q_learning_update(q: np.ndarray, s: int, a: int, reward: float, s_next: int,
     return float(td_error)
 
 
-class QLearning:
-    """Tabular Q-learning with an SB3-flavoured interface.
+@register(family="tabular", action_kinds=("Discrete",), observation_kinds=("Discrete",), jitted_loop=False)
+class QLearning(Algorithm):
+    """Tabular Q-learning with the same model API as the other algorithms.
 
-        model = QLearning("FrozenLake-v1", gamma=0.99, seed=0)
+        model = QLearning("TabularPolicy", "FrozenLake-v1", gamma=0.99, seed=0)   # or QLearning("FrozenLake-v1")
         model.learn(50_000)
         action, _ = model.predict(obs, deterministic=True)
         model.q_table            # (n_states, n_actions)
         model.save("q.polyak"); QLearning.load("q.polyak")
 
     Deterministic given the seed: episode k is reset with the seed polyak derives from (seed, k),
-    and exploration draws from a NumPy generator seeded with `seed`.
+    and exploration draws from a NumPy generator seeded with `seed`. The table lives on the host (NumPy):
+    one JAX dispatch per step would cost more than a toy-text env step.
     """
 
     name = "qlearning"
     config_cls = QLearningConfig
+    default_policy = "TabularPolicy"
 
-    def __init__(self, env: str | gym.Env, seed: int = 0, verbose: int = 0, **hyperparameters: Any):
+    def __init__(self, policy: Any = "TabularPolicy", env: Any = None, *, seed: int | None = 0, verbose: int = 0,
+                 policy_kwargs: dict | None = None, **hyperparameters: Any):
+        if env is None and not (isinstance(policy, str) and policy == "TabularPolicy"):
+            policy, env = "TabularPolicy", policy  # QLearning(env, ...): the table is the only policy
+        if policy != "TabularPolicy":
+            raise HyperparameterError(f"QLearning's policy is its table: policy must be 'TabularPolicy', got {policy!r}")
+        if policy_kwargs:
+            raise HyperparameterError(f"QLearning has no network: policy_kwargs must be empty, got {policy_kwargs}")
+        if env is None:
+            raise ValueError("QLearning needs an env (an id such as 'FrozenLake-v1' or a gymnasium.Env with Discrete "
+                             "observation and action spaces); to load a saved model use QLearning.load(path)")
         self.config = QLearningConfig.from_kwargs(hyperparameters)
-        self.seed, self.verbose = int(seed), verbose
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+        self.verbose = verbose
         self.env = None
         self._attach_env(env)
         self.q_table = np.full((self.n_states, self.n_actions), self.config.initial_q, np.float64)
@@ -293,14 +309,24 @@ class QLearning:
         self.rng = np.random.default_rng(self.seed)
         self._episode = 0  # episodes started so far (they are seeded by index)
 
+    def evaluation_extras(self) -> tuple[dict[str, Any], list[str]]:
+        """Where the env exposes its model (toy-text: env.unwrapped.P): the greedy policy's exact value vs V*."""
+        try:
+            gap = policy_gap(transition_model(self.env), self.policy, self.config.gamma)
+        except ValueError as e:  # no model to compare with: the Monte-Carlo returns are all there is
+            return {}, [f"no exact policy value: {e}"]
+        return gap, [f"greedy policy V(s0) = {gap['policy_value_start']:.4f} vs V*(s0) = "
+                     f"{gap['optimal_value_start']:.4f} (value iteration, gamma {self.config.gamma:g}): "
+                     f"gap {gap['value_gap']:.4g} ({100 * gap['relative_gap']:.2f}%)"]
+
     def _attach_env(self, env: str | gym.Env) -> None:
         env = make_env(env)
         if isinstance(env, gym.vector.VectorEnv):
-            raise TypeError("QLearning drives one gymnasium.Env, got a vector env")
+            raise TypeError("QLearning drives one gymnasium.Env, got a vector env (train it with --n-envs 1)")
         n_s, n_a = check_discrete_spaces(env.observation_space, env.action_space, "QLearning")
         if n_s >= 2**24:  # the stepper passes states as float32, exact below 2^24
             raise SpaceError(f"QLearning needs fewer than 2^24 states, got {env.observation_space}")
-        if self.env is None and not hasattr(self, "n_states"):
+        if self.env is None and "n_states" not in vars(self):
             self.n_states, self.n_actions = n_s, n_a
         elif (n_s, n_a) != (self.n_states, self.n_actions):
             raise SpaceError(f"the model has {self.n_states} states x {self.n_actions} actions, "
@@ -324,10 +350,11 @@ class QLearning:
         best = np.flatnonzero(row == row.max())
         return int(best[0] if len(best) == 1 else self.rng.choice(best))
 
-    def learn(self, total_timesteps: int, callback=None, log_interval: int = 1000, logger=None) -> "QLearning":
+    def learn(self, total_timesteps: int, callback=None, log_interval: int = 1000, logger=None,
+              progress_bar: bool = False) -> "QLearning":
         """Run `total_timesteps` environment steps of Q-learning (a fresh episode first).
 
-        `logger` (a polyak.common.logger.RunLogger) receives episode returns and, every
+        `logger` (a polyak.io.logger.RunLogger) receives episode returns and, every
         `log_interval` steps, epsilon, the last step size and the mean |TD error|;
         `callback(model)` is called after every step.
         """
@@ -401,8 +428,6 @@ class QLearning:
     def save(self, path: str | Path, include_buffer: bool = False) -> Path:
         """One atomic, code-free polyak file: Q table, visit counts, hyperparameters, counters, RNG state.
         (`include_buffer` is accepted as by the other algorithms; Q-learning keeps no replay buffer.)"""
-        from polyak._version import __version__
-
         path = Path(path)
         metadata = {"kind": "polyak-model", "library_version": __version__, "algorithm": self.name,
                     "config": self.config.to_dict(), "n_states": self.n_states, "n_actions": self.n_actions,
@@ -414,8 +439,10 @@ class QLearning:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, env: str | gym.Env | None = None) -> "QLearning":
+    def load(cls, path: str | Path, env: str | gym.Env | None = None, **kwargs: Any) -> "QLearning":
         """Load a model written by `save`; with `env`, `learn` continues (from a fresh episode)."""
+        if kwargs:
+            raise HyperparameterError(f"load() takes no hyperparameter overrides, got {sorted(kwargs)}")
         arrays, meta = ckpt.read_checkpoint(path)
         if meta.get("kind") != "polyak-model":
             raise ckpt.CheckpointError(f"{path}: not a polyak model file (kind={meta.get('kind')!r})")
