@@ -14,18 +14,13 @@ from polyak.algos.onpolicy.ppo import PPO
 from polyak.algos.onpolicy.reinforce import REINFORCE
 from polyak.algos.tabular.qlearning import QLearning
 from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-from polyak.io.checkpoint import CheckpointError, read_checkpoint
 
 ALGORITHMS = registry.classes()  # name -> class, every algorithm (the registry's list)
 
 
 def load(path, env=None):
     """Load any polyak model file, dispatching on the algorithm recorded inside it."""
-    _, meta = read_checkpoint(path)
-    algo = meta.get("algorithm")
-    if algo not in ALGORITHMS:
-        raise CheckpointError(f"{path}: unknown algorithm {algo!r} (known: {', '.join(ALGORITHMS)})")
-    return ALGORITHMS[algo].load(path, env=env)
+    return registry.load_model(path, env=env)
 
 
 __all__ = ["SAC", "TD3", "DDPG", "DQN", "DoubleDQN", "PPO", "A2C", "A3C", "REINFORCE", "AWR", "QLearning",

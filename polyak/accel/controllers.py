@@ -19,6 +19,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from polyak.algos.registry import load_model
+from polyak.envs.orbit_steering import svd_correction
+from polyak.envs.transverse_tuning import MAGNET_LIMITS, SCREEN_SCALE
+
 
 class Controller(Protocol):
     name: str
@@ -83,15 +87,11 @@ class NelderMead:
 
     @staticmethod
     def objective(observation: np.ndarray) -> float:
-        from polyak.envs.transverse_tuning import SCREEN_SCALE
-
         reading = np.asarray(observation[:4], np.float64) * SCREEN_SCALE
         target = np.asarray(observation[9:13], np.float64) * SCREEN_SCALE
         return float(np.mean(np.abs(reading - target)))
 
     def reset(self, env, observation, info):
-        from polyak.envs.transverse_tuning import MAGNET_LIMITS
-
         if getattr(env.env, "action_mode", "direct") != "direct":
             raise ValueError("NelderMead sets the magnets directly: use TransverseTuning(action_mode='direct')")
         self.close()
@@ -169,8 +169,6 @@ class SVDController:
         self._limit = env.action_space.high
 
     def act(self, observation, info):
-        from polyak.envs.orbit_steering import svd_correction
-
         readings = np.asarray(observation, np.float64) / self._scale
         return np.asarray(svd_correction(self._pinv, readings, self._limit), np.float32)
 
@@ -181,13 +179,11 @@ class PolicyController:
     action_mode = "delta"
 
     def __init__(self, path: str | Path):
-        import polyak
-
         path = Path(path)
         model_file = path / "model.polyak" if path.is_dir() else path
         if not model_file.exists():
             raise FileNotFoundError(f"no trained model at {model_file} (expected a run folder or a .polyak file)")
-        self.model = polyak.load(model_file)
+        self.model = load_model(model_file)
         self.name = f"{self.model.name} ({path})"
         config_file = model_file.parent / "config.json"
         self.config = json.loads(config_file.read_text()) if config_file.exists() else {}

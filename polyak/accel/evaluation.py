@@ -28,6 +28,15 @@ from typing import Any
 import numpy as np
 
 from polyak.accel.controllers import Controller
+from polyak.envs.orbit_steering import OrbitSteering, OrbitSteeringParams
+from polyak.envs.protocol import GymnasiumAdapter
+from polyak.envs.transverse_tuning import (
+    BEAM_NAMES,
+    MAGNET_LIMITS,
+    MAGNET_NAMES,
+    TransverseTuning,
+    TransverseTuningParams,
+)
 
 CONVERGENCE_BAND = 40e-6
 MAE_THRESHOLD = 20e-6
@@ -56,12 +65,6 @@ class TransverseTask:
     name, env_id, default_steps = "transverse", "polyak/TransverseTuning-v0", 150
 
     def make(self, controller, steps: int, reading_noise: float):
-        from polyak.envs.protocol import GymnasiumAdapter
-        from polyak.envs.transverse_tuning import (
-            TransverseTuning,
-            TransverseTuningParams,
-        )
-
         params = TransverseTuningParams(max_steps=steps, target=(0.0, 0.0, 0.0, 0.0), reading_noise=reading_noise)
         # a trained agent sees the observation variant it was trained with; the reward does not matter here
         observation = getattr(controller, "env_kwargs", {}).get("observation", "with_log_errors")
@@ -79,8 +82,6 @@ class TransverseTask:
         return {k: np.asarray(info[k]) for k in ("beam", "magnets", "target")} | {"mae": float(info["mae"])}
 
     def trial_metrics(self, records: list[dict]) -> dict:
-        from polyak.envs.transverse_tuning import MAGNET_LIMITS
-
         mae = np.array([r["mae"] for r in records])
         magnets = np.array([r["magnets"] for r in records])
         below = np.flatnonzero(mae < MAE_THRESHOLD)
@@ -115,12 +116,6 @@ class TransverseTask:
                ("score", "score (lower is better)", "{:.3f}")]
 
     def plot_trial(self, ax_row, records: list[dict], label: str) -> None:
-        from polyak.envs.transverse_tuning import (
-            BEAM_NAMES,
-            MAGNET_LIMITS,
-            MAGNET_NAMES,
-        )
-
         steps = np.arange(len(records))
         beam = 1e6 * np.array([r["beam"] for r in records])
         target = 1e6 * records[0]["target"]
@@ -144,9 +139,6 @@ class OrbitTask:
     name, env_id, default_steps = "orbit", "polyak/OrbitSteering-v0", 50
 
     def make(self, controller, steps: int, reading_noise: float):
-        from polyak.envs.orbit_steering import OrbitSteering, OrbitSteeringParams
-        from polyak.envs.protocol import GymnasiumAdapter
-
         return GymnasiumAdapter(OrbitSteering(), OrbitSteeringParams(max_steps=steps, reading_noise=reading_noise))
 
     def initial_record(self, adapter) -> dict:

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import polyak.envs  # noqa: F401  (registers the ids)
+
 ENVS = {"transverse": ("polyak.envs.transverse_tuning", "TransverseTuning", "polyak/TransverseTuning-v0"),
         "orbit": ("polyak.envs.orbit_steering", "OrbitSteering", "polyak/OrbitSteering-v0"),
         "pendulum": ("polyak.envs.pendulum", "Pendulum", "polyak/Pendulum-v1")}
@@ -69,8 +71,6 @@ def vmapped_steps_per_second(name: str, num_envs: int, steps: int, repeats: int)
 
 
 def adapter_steps_per_second(name: str, steps: int, repeats: int) -> float:
-    import polyak  # noqa: F401  (registers the ids)
-
     env = gym.make(ENVS[name][2])
     actions = np.random.default_rng(0).uniform(env.action_space.low, env.action_space.high,
                                                (steps, *env.action_space.shape)).astype(np.float32)

@@ -27,13 +27,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from polyak.algos.offpolicy.learner import Learner
-
 
 class LoopState(NamedTuple):
     """The scan carry of one seed."""
 
-    learner: Learner
+    learner: Any  # the family's learner pytree
     env_key: jax.Array
     env_states: Any
     obs: jax.Array  # (n_envs, obs_dim): the observation the pending action was chosen for

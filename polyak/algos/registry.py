@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from polyak.io.checkpoint import CheckpointError, read_checkpoint
+
 FAMILIES = ("offpolicy", "onpolicy", "tabular", "offline", "evolution")
 ACTION_KINDS = ("Box", "Discrete")
 
@@ -56,13 +58,13 @@ def register(*, family: str, action_kinds: tuple[str, ...], jitted_loop: bool = 
 
 
 def names() -> list[str]:
-    """Every registered algorithm name, in registration order."""
-    return list(_ENTRIES)
+    """Every registered algorithm name, family by family (FAMILIES' order), in registration order within one."""
+    return sorted(_ENTRIES, key=lambda n: FAMILIES.index(_ENTRIES[n].family))
 
 
 def entry(name: str) -> Entry:
     if name not in _ENTRIES:
-        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; known: {', '.join(_ENTRIES)}")
+        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; known: {', '.join(names())}")
     return _ENTRIES[name]
 
 
@@ -81,3 +83,12 @@ def by_action_kind(observation_kind: str = "Box") -> dict[str, list[str]]:
     messages that suggest an alternative)."""
     return {kind: [e.cls.__name__ for e in _ENTRIES.values()
                    if kind in e.action_kinds and observation_kind in e.observation_kinds] for kind in ACTION_KINDS}
+
+
+def load_model(path, env=None):
+    """Load any polyak model file, dispatching on the algorithm recorded inside it (`polyak.load`)."""
+    _, meta = read_checkpoint(path)
+    algo = meta.get("algorithm")
+    if algo not in _ENTRIES:
+        raise CheckpointError(f"{path}: unknown algorithm {algo!r} (known: {', '.join(_ENTRIES)})")
+    return _ENTRIES[algo].cls.load(path, env=env)
