@@ -42,6 +42,17 @@ from /proc/stat minus the benchmark's own); runs above 0.25 cores are flagged in
 other load can distort the numbers badly (PyTorch's spinning worker threads, for one, can make
 SB3 tens of times slower on an oversubscribed 2-core machine).
 
+Comparing with an earlier polyak
+--------------------------------
+``--baseline-tree PATH`` (a source checkout of an earlier polyak, e.g. a ``git worktree``) adds the
+library ``polyak@base``: the same runs, made by that tree's own benchmark worker
+(:func:`baseline_worker_command`: ``python -m benchmarks.bench --worker polyak:ALGO``, or
+``python -m polyak.bench`` in trees from before the benchmarks moved out of the package, with the
+tree as working directory and first on ``PYTHONPATH``), so that ``import polyak`` there is the
+tree's polyak. Its runs are interleaved with the others in every repeat, the tables add the
+same-run ratio polyak/polyak@base, and the notes and ``--out`` record the tree's git commit. The
+baseline builds its models with its own version of this file (its hyperparameters).
+
 ``--out FILE`` writes every raw number (each run, each repeat, the machine and versions) as JSON.
 Workers are ``python -m benchmarks.bench --worker LIB:ALGO`` (or ``--worker flops``) and report one
 JSON line on stdout.
@@ -73,7 +84,8 @@ ON_POLICY = ("ppo", "a2c")
 ALGOS = OFF_POLICY + ON_POLICY
 DEFAULT_ALGOS = OFF_POLICY
 LIBS = ("polyak", "sb3", "sbx")
-LIB_LABELS = {"polyak": "polyak", "sb3": "SB3", "sbx": "SBX"}
+BASELINE = "polyak@base"  # the library name of --baseline-tree's polyak (measured by that tree's own worker)
+LIB_LABELS = {"polyak": "polyak", BASELINE: BASELINE, "sb3": "SB3", "sbx": "SBX"}
 LIB_MODULES = {"polyak": "polyak", "sb3": "stable_baselines3", "sbx": "sbx"}
 UNSUPPORTED = {("sbx", "a2c"): "SBX has no A2C"}  # (library, algorithm) pairs that are not run
 VERSION_PACKAGES = ("polyak", "stable-baselines3", "sbx-rl", "jax", "jaxlib", "flax", "optax", "torch",
@@ -81,6 +93,7 @@ VERSION_PACKAGES = ("polyak", "stable-baselines3", "sbx-rl", "jax", "jaxlib", "f
 MATMUL_SIZES = (256, 1024)
 RESULT_MARKER = "@@polyak-bench-result "  # prefixes the one stdout line a worker subprocess reports on
 BUSY_CORES = 0.25  # other processes using more cores than this on average during a run make it unreliable
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the source checkout these benchmarks (and `polyak`) come from
 
 
 @dataclass(frozen=True)
@@ -308,10 +321,13 @@ def run_training(lib: str, algo: str, steps: int, seed: int, cfg: BenchConfig) -
     steady = None
     if mark.time is not None and mark.step is not None and t1 > mark.time and done > mark.step:
         steady = (done - mark.step) / (t1 - mark.time)
-    return {"lib": lib, "algo": algo, "status": "ok", "steps": done, "seed": seed,
-            "construct_s": construct_s, "learn_s": learn_s, "steps_per_s": done / learn_s,
-            "halfway_step": mark.step, "halfway_s": None if mark.time is None else mark.time - t0,
-            "steady_steps_per_s": steady}
+    out = {"lib": lib, "algo": algo, "status": "ok", "steps": done, "seed": seed,
+           "construct_s": construct_s, "learn_s": learn_s, "steps_per_s": done / learn_s,
+           "halfway_step": mark.step, "halfway_s": None if mark.time is None else mark.time - t0,
+           "steady_steps_per_s": steady}
+    if lib == "polyak":
+        out["polyak_file"] = sys.modules["polyak"].__file__  # which polyak ran (see --baseline-tree)
+    return out
 
 
 def _best_rate(fn: Callable[[], Any], block: Callable[[Any], Any], round_s: float = 0.25, rounds: int = 5) -> float:
@@ -432,22 +448,124 @@ def _own_cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _spawn(task: str, steps: int, seed: int, cfg: BenchConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WorkerCommand:
+    """A worker subprocess: its command line, working directory and environment (None: this process's)."""
+
+    argv: list[str]
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+
+
+def baseline_module(tree: str | os.PathLike[str], name: str = "bench") -> str:
+    """The module of benchmark `name` ('bench' or 'bench_jax') in the polyak source checkout `tree`:
+    'benchmarks.NAME' (benchmarks/NAME.py, the layout since the package's reorganisation) or
+    'polyak.NAME' (polyak/NAME.py, before it, when the benchmarks were part of the package)."""
+    root = Path(tree)
+    for module in (f"benchmarks.{name}", f"polyak.{name}"):
+        if root.joinpath(*module.split(".")).with_suffix(".py").is_file():
+            return module
+    raise SystemExit(f"--baseline-tree {root}: has neither benchmarks/{name}.py nor polyak/{name}.py; "
+                     "expected a source checkout of polyak")
+
+
+def baseline_worker_command(tree: str | os.PathLike[str], task: str, worker_args: Sequence[str],
+                            name: str = "bench", environ: dict[str, str] | None = None) -> WorkerCommand:
+    """The worker command that measures `task` with the polyak of the source checkout `tree`: that tree's
+    own benchmark module (:func:`baseline_module`) run as ``python -m MODULE --worker TASK WORKER_ARGS``
+    by this interpreter, with the tree as working directory and prepended to PYTHONPATH, so that
+    ``import polyak`` (and ``benchmarks``) resolve to the tree. A task of library polyak@base
+    ('polyak@base:sac') becomes the tree's 'polyak:sac'. `environ` defaults to os.environ."""
+    root = Path(tree).resolve()
+    module = baseline_module(root, name)
+    lib, sep, rest = task.partition(":")
+    if lib == BASELINE:
+        task = "polyak" + sep + rest
+    env = dict(os.environ if environ is None else environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return WorkerCommand([sys.executable, "-m", module, "--worker", task, *worker_args], cwd=str(root), env=env)
+
+
+def git_source(tree: str | os.PathLike[str]) -> dict[str, Any]:
+    """{'tree', 'commit' (git rev-parse --short HEAD, None outside git), 'dirty' (uncommitted changes to
+    tracked files, None outside git)} of a source checkout."""
+    def git(*argv: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(tree), *argv], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"tree": str(tree), "commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def describe_source(source: dict[str, Any]) -> str:
+    """'PATH (commit abc1234, uncommitted changes)' for a git_source() record."""
+    extra = [f"commit {source['commit']}" if source.get("commit") else "no git commit"]
+    if source.get("dirty"):
+        extra.append("uncommitted changes")
+    return f"{source['tree']} ({', '.join(extra)})"
+
+
+def baseline_source(tree: str | os.PathLike[str], name: str = "bench") -> dict[str, Any]:
+    """git_source() of --baseline-tree, plus the worker module and where `import polyak` resolves in the
+    baseline worker's environment (checked to lie inside the tree: otherwise the comparison would be void)."""
+    root = Path(tree).resolve()
+    if not root.is_dir():
+        raise SystemExit(f"--baseline-tree {tree}: not a directory")
+    cmd = baseline_worker_command(root, "polyak:none", [], name)
+    probe = "import importlib.util as u; s = u.find_spec('polyak'); print(s.origin if s else '')"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cmd.cwd, env=cmd.env)
+    origin = proc.stdout.strip()
+    if proc.returncode != 0 or not origin or not Path(origin).resolve().is_relative_to(root):
+        raise SystemExit(f"--baseline-tree {tree}: `import polyak` there resolves to {origin or 'nothing'!r}, "
+                         f"not to the tree's polyak package{': ' + proc.stderr.strip() if proc.returncode else ''}")
+    return {**git_source(root), "module": baseline_module(root, name), "polyak_file": origin}
+
+
+def with_baseline(libs: Sequence[str]) -> list[str]:
+    """`libs` with polyak@base added, right after polyak (so that each repeat runs the two back to back)."""
+    out = [lib for lib in libs if lib != BASELINE]
+    out.insert(out.index("polyak") + 1 if "polyak" in out else len(out), BASELINE)
+    return out
+
+
+def worker_command(task: str, steps: int, seed: int, cfg: BenchConfig,
+                   baseline_tree: str | os.PathLike[str] | None = None) -> WorkerCommand:
+    """The worker command of `task` ('flops' or 'LIB:ALGO'); tasks of polyak@base run from `baseline_tree`."""
+    worker_args = ["--steps", str(steps), "--seed", str(seed), "--buffer-size", str(cfg.buffer_size)]
+    if task.split(":")[0] == BASELINE:
+        if baseline_tree is None:
+            raise ValueError(f"task {task!r} needs a baseline tree")
+        return baseline_worker_command(baseline_tree, task, worker_args, "bench")
+    return WorkerCommand([sys.executable, "-m", "benchmarks.bench", "--worker", task, *worker_args])
+
+
+def _spawn(task: str, steps: int, seed: int, cfg: BenchConfig,
+           baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one worker in a fresh interpreter and return its result (or an error record).
 
     Also records `other_load_cores`: the average number of cores that *other* processes kept busy
     meanwhile (machine CPU time minus ours, over the wall time), to flag runs disturbed by other load.
+    A polyak@base task runs from the baseline tree (`baseline`: :func:`baseline_source`); its result
+    gets the tree and, where its worker does not report it, the polyak file found there beforehand.
     """
-    cmd = [sys.executable, "-m", "benchmarks.bench", "--worker", task, "--steps", str(steps), "--seed", str(seed),
-           "--buffer-size", str(cfg.buffer_size)]
-    return run_worker(cmd)
+    result = run_worker(worker_command(task, steps, seed, cfg, None if baseline is None else baseline["tree"]))
+    if task.split(":")[0] == BASELINE and baseline is not None:
+        result["source_tree"] = baseline["tree"]
+        result.setdefault("polyak_file", baseline["polyak_file"])
+    return result
 
 
-def run_worker(cmd: list[str]) -> dict[str, Any]:
+def run_worker(cmd: Sequence[str] | WorkerCommand) -> dict[str, Any]:
     """Run a benchmark worker command in a fresh interpreter and parse its result line; also record
     `other_load_cores`, the cores other processes kept busy meanwhile (used by bench_jax too)."""
+    if not isinstance(cmd, WorkerCommand):
+        cmd = WorkerCommand(list(cmd))
     machine0, own0, t0 = _machine_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd.argv, capture_output=True, text=True, cwd=cmd.cwd, env=cmd.env)
     machine1, own1, wall = _machine_cpu_seconds(), _own_cpu_seconds(), time.perf_counter() - t0
     other = None
     if machine0 is not None and machine1 is not None:
@@ -607,10 +725,23 @@ def flops_section(flops: dict[str, Any], summary: dict[str, Any], markdown: bool
     return table, derived
 
 
-def notes(cfg: BenchConfig, steps: int, repeats: int, algos: Sequence[str], libs: Sequence[str]) -> list[str]:
+def baseline_note(baseline: dict[str, Any], polyak_source: dict[str, Any] | None, task: str) -> str:
+    """The note on what polyak@base is (shared with bench_jax; `task` is its worker's task, e.g. 'polyak:ALGO')."""
+    return (f"{BASELINE} = the polyak of {describe_source(baseline)}, measured by that tree's own worker "
+            f"(python -m {baseline['module']} --worker {task}, working directory and first PYTHONPATH entry = the "
+            f"tree; polyak imported from {baseline['polyak_file']}), with that version's benchmark settings; "
+            "polyak = " + (describe_source(polyak_source) if polyak_source else "this checkout")
+            + f". Its runs are interleaved with the others in every repeat; polyak/{BASELINE} > 1 means this "
+            "checkout is faster.")
+
+
+def notes(cfg: BenchConfig, steps: int, repeats: int, algos: Sequence[str], libs: Sequence[str],
+          baseline: dict[str, Any] | None = None, polyak_source: dict[str, Any] | None = None) -> list[str]:
     """What the reader needs to interpret the numbers, limited to the libraries and algorithms run."""
     off = [a for a in algos if a in OFF_POLICY]
     out = []
+    if baseline is not None and BASELINE in libs:
+        out.append(baseline_note(baseline, polyak_source, "polyak:ALGO"))
     if off:
         out.append(f"{'/'.join(a.upper() for a in off)} hyperparameters, identical in all libraries: "
                    f"{cfg.describe()}.")
@@ -648,7 +779,7 @@ def notes(cfg: BenchConfig, steps: int, repeats: int, algos: Sequence[str], libs
                    "the target networks after every critic step (SB3/polyak: only on the delayed actor steps) "
                    "and its actor loss takes the min over both critics (SB3/polyak: Q1 only), i.e. slightly "
                    "more work per step.")
-    if off and "polyak" in libs and len(libs) > 1:
+    if off and "polyak" in libs and ("sb3" in libs or "sbx" in libs):
         out.append("SB3 and SBX take their first gradient step after learning_starts + 1 environment steps, "
                    "polyak after learning_starts: one extra gradient step for polyak, negligible.")
     for (lib, algo), why in UNSUPPORTED.items():
@@ -701,6 +832,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--no-flops", action="store_true",
                         help="skip the FLOP-rate measurement (of SAC's update: only run when sac is in --algos)")
+    parser.add_argument("--baseline-tree", type=Path, default=None, metavar="PATH",
+                        help=f"a source checkout of an earlier polyak (e.g. a git worktree): adds the library "
+                             f"{BASELINE}, measured by that tree's own worker (benchmarks/bench.py, or polyak/bench.py "
+                             f"in older trees) with the tree first on PYTHONPATH, interleaved with the others in "
+                             f"every repeat; tables add polyak/{BASELINE}, notes and --out its git commit")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: 'LIB:ALGO' or 'flops'
     return parser
 
@@ -719,7 +855,7 @@ def run_all(args: argparse.Namespace, cfg: BenchConfig, unavailable: dict[str, s
             continue
         _log(f"[{i}/{len(tasks)}] {LIB_LABELS[lib]} {algo.upper()}, {run_steps(algo, args.steps)} steps"
              + (f", repeat {repeat + 1}/{args.repeats}" if args.repeats > 1 else "") + " ...")
-        result = _spawn(f"{lib}:{algo}", args.steps, args.seed, cfg)
+        result = _spawn(f"{lib}:{algo}", args.steps, args.seed, cfg, getattr(args, "baseline", None))
         result.update(lib=lib, algo=algo, repeat=repeat)
         runs.append(result)
         if result["status"] == "ok":
@@ -758,11 +894,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker is not None:
         return _worker(args.worker, args.steps, args.seed, cfg)
 
+    args.baseline = polyak_source = None
+    if args.baseline_tree is not None:
+        args.baseline = baseline_source(args.baseline_tree, "bench")
+        args.libs = with_baseline(args.libs)
+        polyak_source = git_source(REPO_ROOT)
     libs, algos, md = args.libs, args.algos, args.markdown
     started = datetime.datetime.now().astimezone()
     machine, versions = machine_info(), library_versions()
     unavailable = {lib: f"module {LIB_MODULES[lib]!r} not installed"
-                   for lib in libs if importlib.util.find_spec(LIB_MODULES[lib]) is None}
+                   for lib in libs if lib != BASELINE and importlib.util.find_spec(LIB_MODULES[lib]) is None}
     for lib, why in unavailable.items():
         _log(f"note: skipping {LIB_LABELS[lib]}: {why} (pip install 'polyak[bench]')")
 
@@ -786,6 +927,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{bullet}versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None))
     if flops is not None and flops_ok:
         print(f"{bullet}JAX backend: {flops['jax_backend']}")
+    if args.baseline is not None:
+        print(f"{bullet}polyak: {describe_source(polyak_source)}")
+        print(f"{bullet}{BASELINE}: {describe_source(args.baseline)}, worker `python -m {args.baseline['module']}`")
     print()
     print(speed_table(summary, algos, libs, md))
     per_repeat = repeat_ratio_table(runs, algos, libs, md) if args.repeats > 1 else None
@@ -802,7 +946,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         table, derived = flops_section(flops, summary, md)
         print(table)
 
-    note_lines = notes(cfg, args.steps, args.repeats, algos, [lib for lib in libs if lib not in unavailable])
+    note_lines = notes(cfg, args.steps, args.repeats, algos, [lib for lib in libs if lib not in unavailable],
+                       args.baseline, polyak_source)
     if flops_ok:
         note_lines.append("FLOP rates: matmul and isolated-update rates are the best of 5 timed rounds, measured "
                           "in their own subprocess after the training runs; the end-to-end fractions combine "
@@ -818,6 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "on_policy_hyperparameters": {a: dataclasses.asdict(ON_POLICY_CONFIGS[a]) for a in algos
                                                 if a in ON_POLICY},
                   "machine": machine, "versions": versions,
+                  "baseline": args.baseline, "polyak_source": polyak_source,
                   "unavailable": unavailable, "runs": runs, "summary": summary, "flops": flops,
                   "flops_end_to_end": derived, "notes": note_lines}
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,18 @@ medians (min-max) and same-run ratios repeat by repeat.
   deterministically (the mean action) for ``--eval-episodes`` episodes; the mean over seeds and
   episodes is shown, the per-seed means are in the JSON (``--out``).
 
+Comparing with an earlier polyak
+--------------------------------
+``--baseline-tree PATH`` (a source checkout of an earlier polyak, e.g. a ``git worktree``) adds the
+library ``polyak@base``: polyak's host and jitted measurements once more, made by that tree's own
+worker (:func:`benchmarks.bench.baseline_worker_command`: ``python -m benchmarks.bench_jax --worker
+polyak:LOOP:N``, or ``python -m polyak.bench_jax`` in trees from before the benchmarks moved out of
+the package, with the tree as working directory and first on ``PYTHONPATH``), so that ``import
+polyak`` there is the tree's polyak. Each repeat runs them right after polyak's; the ratio tables
+add polyak/polyak@base (jitted per seed count, and host), and the notes and ``--out`` record the
+tree's git commit. The baseline gets the same options (``--chunk`` included) but builds its models
+with its own version of this file (its hyperparameters).
+
 Workers are ``python -m benchmarks.bench_jax --worker LIB:LOOP:N`` and report one JSON line on stdout.
 """
 
@@ -64,13 +76,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchmarks.bench import (
+    BASELINE,
+    REPO_ROOT,
     RESULT_MARKER,
+    WorkerCommand,
     _disturbed,
     _positive_int,
+    baseline_note,
+    baseline_source,
+    baseline_worker_command,
+    describe_source,
+    git_source,
     library_versions,
     machine_info,
     render_table,
     run_worker,
+    with_baseline,
 )
 
 LIBS = ("polyak", "rejax")
@@ -485,6 +506,8 @@ def run_task(task: str, cfg: BenchConfigType, steps: int, seed: int, episodes: i
     else:
         out = run_rejax(cfg, steps, seeds, episodes)
     total = len(seeds) * out["steps"] / out["run_s"]
+    if lib == "polyak":
+        out["polyak_file"] = sys.modules["polyak"].__file__  # which polyak ran (see --baseline-tree)
     return {"lib": lib, "loop": loop, "seeds": len(seeds), "algo": cfg.algo, "status": "ok", **out,
             "steps_per_s_total": total, "steps_per_s_per_seed": total / len(seeds),
             "final_return_mean": sum(out["final_returns"]) / len(out["final_returns"])}
@@ -507,16 +530,30 @@ def _worker(task: str, cfg: BenchConfigType, steps: int, seed: int, episodes: in
 # Parent side: scheduling, summary, tables
 # --------------------------------------------------------------------------------------------
 
-def _spawn(task: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one worker in a fresh interpreter; also record how many cores other processes kept busy."""
-    cmd = [sys.executable, "-m", "benchmarks.bench_jax", "--worker", task, "--algo", args.algo, "--steps",
-           str(args.steps), "--seed", str(args.seed), "--eval-episodes", str(args.eval_episodes), "--chunk",
-           str(args.chunk)]
+def worker_command(task: str, args: argparse.Namespace) -> WorkerCommand:
+    """The worker command of `task` ('LIB:LOOP:N'); polyak@base tasks run from --baseline-tree, same options."""
+    worker_args = ["--algo", args.algo, "--steps", str(args.steps), "--seed", str(args.seed), "--eval-episodes",
+                   str(args.eval_episodes), "--chunk", str(args.chunk)]
     for flag in ALGO_FLAGS[args.algo]:  # the algorithm's own options, as given (None: its default)
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
-            cmd += [flag, str(value)]
-    return run_worker(cmd)
+            worker_args += [flag, str(value)]
+    if task.split(":")[0] == BASELINE:
+        if args.baseline_tree is None:
+            raise ValueError(f"task {task!r} needs --baseline-tree")
+        return baseline_worker_command(args.baseline_tree, task, worker_args, "bench_jax")
+    return WorkerCommand([sys.executable, "-m", "benchmarks.bench_jax", "--worker", task, *worker_args])
+
+
+def _spawn(task: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one worker in a fresh interpreter; also record how many cores other processes kept busy.
+    A polyak@base result gets the tree and, where its worker does not report it, the polyak file found there."""
+    result = run_worker(worker_command(task, args))
+    baseline = getattr(args, "baseline", None)
+    if task.split(":")[0] == BASELINE and baseline is not None:
+        result["source_tree"] = baseline["tree"]
+        result.setdefault("polyak_file", baseline["polyak_file"])
+    return result
 
 
 def check_rejax() -> None:
@@ -534,8 +571,9 @@ def tasks(args: argparse.Namespace) -> list[tuple[int, str]]:
     """(repeat, 'LIB:LOOP:N') in run order: every repeat runs the whole set, libraries back to back."""
     out = []
     for repeat in range(args.repeats):
-        if "polyak" in args.libs and not args.no_host:
-            out.append((repeat, "polyak:host:1"))
+        for lib in args.libs:
+            if lib in ("polyak", BASELINE) and not args.no_host:
+                out.append((repeat, f"{lib}:host:1"))
         for n in args.seeds:
             for lib in args.libs:
                 out.append((repeat, f"{lib}:jitted:{n}"))
@@ -568,7 +606,7 @@ def run_all(args: argparse.Namespace, cfg: BenchConfigType) -> list[dict[str, An
 
 
 SUMMARY_KEYS = ("steps_per_s_per_seed", "steps_per_s_total", "compile_s", "run_s", "final_return_mean")
-ROW_ORDER = [("polyak", "host"), ("polyak", "jitted"), ("rejax", "jitted")]
+ROW_ORDER = [("polyak", "host"), (BASELINE, "host"), ("polyak", "jitted"), (BASELINE, "jitted"), ("rejax", "jitted")]
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -612,7 +650,8 @@ def speed_table(summary: dict[str, Any], seeds: Sequence[int], markdown: bool) -
     header = ["library", "loop", "seeds", "env-steps/s per seed", "total env-steps/s", "compile s",
               "final return mean"]
     rows = []
-    keys = ["polyak:host:1"] + [f"{lib}:{loop}:{n}" for n in seeds for lib, loop in ROW_ORDER[1:]]
+    keys = ([f"{lib}:host:1" for lib, loop in ROW_ORDER if loop == "host"]
+            + [f"{lib}:{loop}:{n}" for n in seeds for lib, loop in ROW_ORDER if loop != "host"])
     for key in keys:
         entry = summary.get(key)
         if entry is None:
@@ -634,6 +673,11 @@ def _run_of(runs: list[dict[str, Any]], task: str, repeat: int) -> dict[str, Any
 def ratio_columns(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """(label, numerator task, denominator task) of the same-run ratios that this run can show."""
     cols = []
+    if BASELINE in args.libs and "polyak" in args.libs:
+        cols += [(f"polyak/{BASELINE}, {n} seed{'s' if n > 1 else ''}", f"polyak:jitted:{n}", f"{BASELINE}:jitted:{n}")
+                 for n in args.seeds]
+        if not args.no_host:
+            cols.append((f"polyak/{BASELINE} host, 1 seed", "polyak:host:1", f"{BASELINE}:host:1"))
     if "rejax" in args.libs and "polyak" in args.libs:
         cols += [(f"polyak/rejax, {n} seed{'s' if n > 1 else ''}", f"polyak:jitted:{n}", f"rejax:jitted:{n}")
                  for n in args.seeds]
@@ -672,6 +716,10 @@ def notes(cfg: BenchConfigType, args: argparse.Namespace) -> list[str]:
     sac = isinstance(cfg, JaxBenchConfig)
     steps = cfg.run_steps(args.steps)
     out = [cfg.hyperparameter_note(rejax)]
+    baseline = getattr(args, "baseline", None)
+    if baseline is not None and BASELINE in args.libs:
+        out.append(baseline_note(baseline, getattr(args, "polyak_source", None), "polyak:LOOP:N")
+                   + " It gets the same options, --chunk included.")
     if steps != args.steps:
         out.append(f"Every library runs {steps} env steps per seed: --steps {args.steps} rounded up to whole rollouts "
                    f"of {cfg.n_envs} x {cfg.n_steps}.")
@@ -746,6 +794,12 @@ def make_parser() -> argparse.ArgumentParser:
                         help="env steps per compiled call of polyak's jitted loop (default: SAC 1000, as train_seeds; "
                              "PPO 10 rollouts; PPO chunks are whole rollouts, at least one)")
     parser.add_argument("--no-host", action="store_true", help="skip polyak's host (Gymnasium) loop")
+    parser.add_argument("--baseline-tree", type=Path, default=None, metavar="PATH",
+                        help=f"a source checkout of an earlier polyak (e.g. a git worktree): adds the library "
+                             f"{BASELINE}, polyak's host and jitted runs made by that tree's own worker "
+                             f"(benchmarks/bench_jax.py, or polyak/bench_jax.py in older trees) with the tree first on "
+                             f"PYTHONPATH, each right after polyak's in every repeat; ratio tables add "
+                             f"polyak/{BASELINE}, notes and --out its git commit")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write all raw numbers as JSON")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: 'LIB:LOOP:N'
@@ -785,6 +839,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _worker(args.worker, cfg, args.steps, args.seed, args.eval_episodes, args.chunk)
     if "rejax" in args.libs:
         check_rejax()
+    args.baseline = args.polyak_source = None
+    if args.baseline_tree is not None:
+        args.baseline_tree = args.baseline_tree.resolve()
+        args.baseline = baseline_source(args.baseline_tree, "bench_jax")
+        args.libs = with_baseline(args.libs)
+        args.polyak_source = git_source(REPO_ROOT)
 
     md = args.markdown
     started = datetime.datetime.now().astimezone()
@@ -793,7 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(runs)
 
     bullet = "- " if md else ""
-    title = "polyak against rejax" if len(args.libs) > 1 else args.libs[0]
+    title = args.libs[0] + (f" against {', '.join(args.libs[1:])}" if len(args.libs) > 1 else "")
     print(f"{'## ' if md else ''}Pure-JAX {cfg.algo.upper()} on Pendulum-v1: {title}, {cfg.run_steps(args.steps)} env "
           f"steps per seed, median of {args.repeats} repeat(s)\n")
     print(f"{bullet}command: `python3 -m benchmarks.bench_jax {shlex.join(argv)}`")
@@ -801,6 +861,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{bullet}machine: {machine['cpu']}, nproc {machine['usable_cores']} ({machine['logical_cores']} logical "
           f"cores), {machine['os']}, Python {machine['python']}")
     print(f"{bullet}versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None))
+    if args.baseline is not None:
+        print(f"{bullet}polyak: {describe_source(args.polyak_source)}")
+        print(f"{bullet}{BASELINE}: {describe_source(args.baseline)}, worker `python -m {args.baseline['module']}`")
     print()
     print(speed_table(summary, args.seeds, md))
     ratios = ratio_tables(runs, summary, args, md)
@@ -828,7 +891,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "hyperparameters": dataclasses.asdict(cfg), "rejax_config": {
                       k: (repr(v) if isinstance(v, float) and math.isinf(v) else v)
                       for k, v in rejax_config(cfg, args.steps).items()},
-                  "machine": machine, "versions": versions, "runs": runs, "summary": summary,
+                  "machine": machine, "versions": versions, "baseline": args.baseline,
+                  "polyak_source": args.polyak_source, "runs": runs, "summary": summary,
                   "ratios": None if ratios is None else ratios[2], "notes": note_lines}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2))

@@ -66,3 +66,48 @@ def test_bench_runs_ppo_and_a2c(tmp_path, capsys):
     assert data["on_policy_hyperparameters"]["ppo"]["n_steps"] == 2048
     text = capsys.readouterr().out
     assert "PPO" in text and "A2C" in text and "normalize_obs=False" in text
+
+
+@pytest.mark.parametrize("layout", ["polyak/bench.py", "benchmarks/bench.py"])
+def test_baseline_worker_runs_the_trees_own_module(tmp_path, layout):
+    """--baseline-tree: the polyak@base worker is the tree's own bench module (old or new layout), run from
+    the tree with the tree first on PYTHONPATH, with the same worker arguments; nothing is run."""
+    import os
+    import sys
+
+    from benchmarks.bench import BASELINE, BenchConfig, baseline_worker_command, with_baseline, worker_command
+
+    (tmp_path / layout).parent.mkdir()
+    (tmp_path / layout).write_text("")
+    module = layout.removesuffix(".py").replace("/", ".")
+    cmd = baseline_worker_command(tmp_path, "polyak:sac", ["--steps", "10"], environ={"PYTHONPATH": "/x", "A": "1"})
+    assert cmd.argv == [sys.executable, "-m", module, "--worker", "polyak:sac", "--steps", "10"]
+    assert cmd.cwd == str(tmp_path.resolve()) and cmd.env["A"] == "1"
+    assert cmd.env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path.resolve()), "/x"]
+    # the parent's task 'polyak@base:ALGO' becomes the tree's 'polyak:ALGO'; other tasks stay in this checkout
+    cmd = worker_command(f"{BASELINE}:td3", 100, 3, BenchConfig(buffer_size=500), baseline_tree=tmp_path)
+    assert cmd.argv == [sys.executable, "-m", module, "--worker", "polyak:td3", "--steps", "100", "--seed", "3",
+                        "--buffer-size", "500"]
+    assert cmd.cwd == str(tmp_path.resolve()) and cmd.env["PYTHONPATH"].startswith(str(tmp_path.resolve()))
+    own = worker_command("polyak:td3", 100, 3, BenchConfig(), baseline_tree=tmp_path)
+    assert own.argv[1:5] == ["-m", "benchmarks.bench", "--worker", "polyak:td3"] and own.cwd is None and own.env is None
+    assert with_baseline(["sb3", "polyak", "sbx"]) == ["sb3", "polyak", BASELINE, "sbx"]
+
+
+def test_baseline_tree_without_a_benchmark_is_refused(tmp_path):
+    from benchmarks.bench import baseline_worker_command
+
+    with pytest.raises(SystemExit, match="neither benchmarks/bench.py nor polyak/bench.py"):
+        baseline_worker_command(tmp_path, "polyak:sac", [])
+
+
+def test_baseline_ratio_columns():
+    from benchmarks.bench import BASELINE, repeat_ratio_table, speed_table
+
+    runs = [{"repeat": 0, "algo": "sac", "lib": lib, "status": "ok", "steps_per_s": rate}
+            for lib, rate in (("polyak", 300.0), (BASELINE, 200.0))]
+    summary = {"sac": {lib: {"n": 1, "steps_per_s": rate, "steady_steps_per_s": None}
+                       for lib, rate in (("polyak", 300.0), (BASELINE, 200.0))}}
+    table = speed_table(summary, ["sac"], ["polyak", BASELINE], markdown=True)
+    assert f"| polyak/{BASELINE} |" in table and "| 1.50x |" in table
+    assert "SAC polyak/polyak@base" in repeat_ratio_table(runs, ["sac"], ["polyak", BASELINE], markdown=True)

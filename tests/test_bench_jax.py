@@ -122,3 +122,33 @@ def test_ppo_end_to_end(tmp_path, capsys):
     assert "Pure-JAX PPO on Pendulum-v1" in text and "OnPolicyJittedLoop" in text
     if len(libs) > 1:
         assert "polyak/rejax, 1 seed" in text and "optax.clip" in text
+
+
+@pytest.mark.parametrize("layout", ["polyak/bench_jax.py", "benchmarks/bench_jax.py"])
+def test_baseline_worker_command(tmp_path, layout):
+    """--baseline-tree: polyak@base tasks run the tree's own bench_jax worker (old or new layout) from the tree,
+    with the tree first on PYTHONPATH and the same options; each repeat runs them right after polyak's."""
+    import os
+    import sys
+
+    from benchmarks.bench_jax import BASELINE, make_parser, ratio_columns, tasks, with_baseline, worker_command
+
+    (tmp_path / layout).parent.mkdir()
+    (tmp_path / layout).write_text("")
+    module = layout.removesuffix(".py").replace("/", ".")
+    args = make_parser().parse_args(["--algo", "ppo", "--n-steps", "64", "--steps", "128", "--seeds", "1", "4",
+                                     "--repeats", "2", "--libs", "polyak", "rejax", "--baseline-tree", str(tmp_path)])
+    args.chunk, args.libs = 640, with_baseline(args.libs)
+    cmd = worker_command(f"{BASELINE}:jitted:4", args)
+    assert cmd.argv == [sys.executable, "-m", module, "--worker", "polyak:jitted:4", "--algo", "ppo", "--steps", "128",
+                        "--seed", "0", "--eval-episodes", "10", "--chunk", "640", "--n-steps", "64"]
+    assert cmd.cwd == str(tmp_path.resolve())
+    assert cmd.env["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path.resolve())
+    own = worker_command("polyak:jitted:4", args)
+    assert own.argv[1:5] == ["-m", "benchmarks.bench_jax", "--worker", "polyak:jitted:4"] and own.cwd is None
+    assert own.argv[5:] == cmd.argv[5:]
+    assert [t for r, t in tasks(args) if r == 0] == [
+        "polyak:host:1", f"{BASELINE}:host:1", "polyak:jitted:1", f"{BASELINE}:jitted:1", "rejax:jitted:1",
+        "polyak:jitted:4", f"{BASELINE}:jitted:4", "rejax:jitted:4"]
+    labels = [label for label, _, _ in ratio_columns(args)]
+    assert labels[:3] == [f"polyak/{BASELINE}, 1 seed", f"polyak/{BASELINE}, 4 seeds", f"polyak/{BASELINE} host, 1 seed"]
