@@ -16,7 +16,10 @@ from polyak.accel.controllers import make_controller
 from polyak.accel.evaluation import TASKS, evaluate, write_results
 from polyak.accel.speed import main as speed_main
 from polyak.algos import registry
+from polyak.core.config import HyperparameterError
+from polyak.envs.spaces import SpaceError
 from polyak.evaluation import evaluate_policy, evaluate_q_bias
+from polyak.io.checkpoint import CheckpointError
 from polyak.runs.experiments import sweep_command, train_many
 from polyak.runs.report import RunFolderError, write_report
 from polyak.runs.run import (
@@ -83,6 +86,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         for algo, s in entry["algorithms"].items():
             print(f"{env:<20} {algo.upper():<6} n={s['n']:<3} mean {s['mean']:.2f} ± {s['std']:.2f}  "
                   f"IQM {s['iqm']:.2f} [{s['iqm_ci'][0]:.2f}, {s['iqm_ci'][1]:.2f}]")
+    for skipped in report["skipped"]:
+        print(f"skipped: {skipped['reason']}")
     print(f"wrote {Path(args.out) / 'report.md'}, report.json and learning-curve PNGs")
     return 0
 
@@ -116,6 +121,21 @@ def cmd_accel_speed(args: argparse.Namespace) -> int:
     return int(speed_main(args) or 0)
 
 
+def _int_at_least(low: int):
+    """argparse type: an integer >= low (the error names the flag through argparse)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyak", description="Deep RL for continuous control (JAX).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,9 +148,9 @@ def make_parser() -> argparse.ArgumentParser:
     tr.add_argument("algo", choices=registry.names(),
                     help="algorithm (qlearning: tabular, for Discrete x Discrete envs such as FrozenLake-v1)")
     tr.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id (default: Pendulum-v1)")
-    tr.add_argument("--steps", type=int, default=20_000, help="environment steps (default: 20000)")
-    tr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    tr.add_argument("--n-envs", type=int, default=None, metavar="N",
+    tr.add_argument("--steps", type=_int_at_least(1), default=20_000, help="environment steps (default: 20000)")
+    tr.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
+    tr.add_argument("--n-envs", type=_int_at_least(1), default=None, metavar="N",
                     help="train on N copies of the env in a vector env (default: 1, or the tuned value)")
     tr.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
                     help="keyword for gymnasium.make, e.g. --env-kwarg reward=differential (repeatable)")
@@ -139,23 +159,33 @@ def make_parser() -> argparse.ArgumentParser:
                          "--set action_noise=ou:0.2 (repeatable)")
     tr.add_argument("--no-tuned", action="store_true",
                     help="ignore the tuned hyperparameters recorded for this algorithm and env (polyak/zoo.py)")
-    tr.add_argument("--run-dir", default=None, help="run folder (default: RUNS_ROOT/ALGO-ENV-sSEED-TIMESTAMP)")
+    tr.add_argument("--run-dir", default=None,
+                    help="run folder (default: RUNS_ROOT/ALGO-ENV-sSEED-TIMESTAMP). A folder with an unfinished run of "
+                         "the same command resumes from its latest checkpoint; a finished one is not retrained")
+    tr.add_argument("--fresh", action="store_true",
+                    help="start over in --run-dir, deleting what an earlier run of it wrote")
     tr.add_argument("--runs-root", default="runs", help="parent folder of run folders (default: runs)")
-    tr.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes (default: 10)")
-    tr.add_argument("--log-interval", type=int, default=1000, help="steps between metric rows (default: 1000)")
-    tr.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                    help="also write checkpoints/stepN.polyak every N steps (default: off)")
-    tr.add_argument("--save-buffer", action="store_true", help="include the replay buffer in saved files")
+    tr.add_argument("--eval-episodes", type=_int_at_least(1), default=10, help="deterministic evaluation episodes (default: 10)")
+    tr.add_argument("--log-interval", type=_int_at_least(1), default=1000, help="steps between metric rows (default: 1000)")
+    tr.add_argument("--checkpoint-every", type=_int_at_least(0), default=0, metavar="N",
+                    help="also write checkpoints/stepN.polyak every N steps (default: off); they carry the replay "
+                         "buffer when it is at most 1 GiB, so a resume is exact; a larger buffer is left out unless "
+                         "--save-buffer, and a resume from such a checkpoint refills learning_starts transitions "
+                         "before it updates again (not exact)")
+    tr.add_argument("--keep-checkpoints", type=_int_at_least(0), default=2, metavar="K",
+                    help="keep only the latest K checkpoints (default: 2; 0 keeps all)")
+    tr.add_argument("--save-buffer", action="store_true",
+                    help="include the replay buffer in model.polyak and in every checkpoint")
     tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     tr.add_argument("--variant", default=None, metavar="LABEL",
                     help="label recorded in config.json; `polyak report` keeps runs with different labels apart "
                          "(set by `polyak sweep` to the run's grid values)")
     ms = tr.add_argument_group("several seeds (polyak/experiments.py)")
-    ms.add_argument("--seeds", type=int, default=None, metavar="N",
+    ms.add_argument("--seeds", type=_int_at_least(1), default=None, metavar="N",
                     help="train seeds SEED..SEED+N-1, one run folder each: RUNS_ROOT/ALGO-ENV-sSEED-TIMESTAMP, "
                          "or RUN_DIR/seedS with --run-dir; prints per-seed returns and mean ± std. On JAX envs "
                          "(polyak/..., gymnax/...) without --workers: all seeds vmapped in one process")
-    ms.add_argument("--workers", type=int, default=None, metavar="K",
+    ms.add_argument("--workers", type=_int_at_least(1), default=None, metavar="K",
                     help="seeds trained at the same time (default: min(N, CPUs))")
     ms.add_argument("--backend", choices=["local", "ray"], default="local",
                     help="local: worker processes on this machine; ray: one Ray task per seed (default: local)")
@@ -166,8 +196,8 @@ def make_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run a grid of algorithms x envs x seeds x hyperparameters (resumable)",
                         description="Expand the TOML sweep FILE into runs, one `polyak train` run folder each under "
                                     "the sweep's root, and run those not finished yet (a run is finished when its "
-                                    "folder has eval.json and model.polyak; unfinished folders are deleted and "
-                                    "started over). Writes ROOT/sweep.json; `polyak report ROOT` summarises it.")
+                                    "folder has eval.json and model.polyak; unfinished ones resume from their latest "
+                                    "checkpoint, or start over without one). Writes ROOT/sweep.json; `polyak report ROOT` summarises it.")
     sw.add_argument("file", metavar="FILE", help="sweep file (TOML), see README.md")
     sw.add_argument("--backend", choices=["local", "ray"], default="local",
                     help="local: worker processes on this machine; ray: one Ray task per run (default: local)")
@@ -256,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:  # everything after `bench` belongs to benchmarks/bench.py's own parser
         return run_benchmark("bench", argv[1:])
     args = make_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (HyperparameterError, SpaceError, CheckpointError) as e:  # bad input: the message, not a traceback
+        raise SystemExit(f"polyak {args.command}: {e}") from None
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import jax
 import numpy as np
 
+from polyak.core.normalizer import rms_normalize
 from polyak.envs.spaces import make_env
 
 
@@ -57,21 +59,12 @@ def discounted_returns(rewards, gamma: float, bootstrap: float = 0.0) -> np.ndar
     return out
 
 
-def _is_soft(model: Any) -> bool:
-    return hasattr(model.learner.agent, "log_alpha") and hasattr(model.agent, "sample_action")
-
-
 @functools.lru_cache(maxsize=16)
 def _entropy_fn(agent: Any, n_samples: int):
-    """Jitted Monte-Carlo entropy H(pi(.|s)) = -E_{a~pi} log pi(a|s) of SAC's squashed Gaussian, per state."""
-    import jax
-
-    from polyak.core.normalizer import rms_normalize
-
-    def entropy(actor_params, obs_rms, obs, key):
+    """Jitted H(pi(.|s)) of raw observations (the agent's `policy_entropy`), with the frozen normaliser."""
+    def entropy(agent_state, obs_rms, obs, key):
         obs = rms_normalize(obs_rms, obs, enabled=agent.cfg.normalize_obs)
-        _, log_prob = jax.vmap(lambda k: agent.sample_action(actor_params, obs, k))(jax.random.split(key, n_samples))
-        return -log_prob.mean(axis=0)
+        return agent.policy_entropy(agent_state, obs, key, n_samples)
 
     return jax.jit(entropy)
 
@@ -113,7 +106,8 @@ def evaluate_q_bias(model: Any, env: Any, n_episodes: int = 10, seed: int = 0, g
     DDPG's single critic; the top-level numbers), ``mean`` over the ensemble and, for deterministic
     actors (TD3/DDPG), ``q1``, the critic the actor is trained on.
 
-    SAC's critic estimates the *soft* value, which also holds the entropy bonus of later states,
+    A maximum-entropy agent's critic (SAC's: the agent has an `entropy_temperature`) estimates the
+    *soft* value, which also holds the entropy bonus of later states,
     Q_soft(s_t, a_t) = E[sum_k gamma^k r_{t+k} + sum_{k>=1} gamma^k alpha H(pi(.|s_{t+k}))]. The plain
     numbers compare it with the reward return. ``soft`` adds, along the same deterministic states,
     the bonus the soft Bellman target adds, gamma alpha H(pi(.|s_{t+1})) per step, with H a Monte-Carlo
@@ -131,7 +125,8 @@ def evaluate_q_bias(model: Any, env: Any, n_episodes: int = 10, seed: int = 0, g
         raise ValueError(f"every must be >= 1, got {every}")
     gamma = float(model.config.gamma if gamma is None else gamma)
     env = make_env(env)
-    soft = _is_soft(model)
+    temperature = model.agent.entropy_temperature(model.learner.agent)
+    soft = temperature is not None
     names = ["min", "mean"] + ([] if soft else ["q1"])
 
     def stats_of(q: np.ndarray) -> dict[str, np.ndarray]:
@@ -141,9 +136,7 @@ def evaluate_q_bias(model: Any, env: Any, n_episodes: int = 10, seed: int = 0, g
         return out
 
     if soft:
-        import jax
-
-        alpha = float(np.exp(np.asarray(model.learner.agent.log_alpha)))
+        alpha = float(temperature)
         entropy_fn = _entropy_fn(model.agent, ENTROPY_SAMPLES)
         entropy_key = jax.random.PRNGKey(seed)
     parts: dict[str, dict[str, list]] = {n: {"q": [], "g": [], "q0": [], "g0": []} for n in names + ["soft"]}
@@ -180,7 +173,7 @@ def evaluate_q_bias(model: Any, env: Any, n_episodes: int = 10, seed: int = 0, g
             # H(pi(.|s_1)) ... H(pi(.|s_T)); no bonus after a termination
             entropy_key, key = jax.random.split(entropy_key)
             next_obs = np.stack(observations[1:] + [np.asarray(obs, np.float32)])
-            h = np.asarray(entropy_fn(model.learner.agent.actor_params, model.learner.obs_rms, next_obs, key), np.float64)
+            h = np.asarray(entropy_fn(model.learner.agent, model.learner.obs_rms, next_obs, key), np.float64)
             if terminated:
                 h[-1] = 0.0
             entropies.append(h[:-1] if terminated else h)

@@ -127,13 +127,13 @@ def test_stale_gradient_is_applied_to_newer_parameters_and_counted():
             rollouts[w.index] = Rollout(**w.rollout)
     assert not model._claim_step(run)  # the budget of 10 steps is used up
     f = model._fns
-    g_b, _ = f["gradient"](start.agent.params, start.obs_rms, rollouts[1])
-    g_a, _ = f["gradient"](start.agent.params, start.obs_rms, rollouts[0])  # at theta_0, not theta_1
+    g_b, *_ = f["gradient"](start.agent.params, start.obs_rms, rollouts[1])
+    g_a, *_ = f["gradient"](start.agent.params, start.obs_rms, rollouts[0])  # at theta_0, not theta_1
     after_b = f["push"](start, g_b, rollouts[1].obs[:, 0])
     expected = f["push"](after_b, g_a, rollouts[0].obs[:, 0])
     for got, want in zip(jax.tree.leaves(model.learner), jax.tree.leaves(expected)):
         np.testing.assert_allclose(got, want, rtol=1e-6)
-    fresh_a, _ = f["gradient"](after_b.agent.params, start.obs_rms, rollouts[0])  # what a synchronous A would push
+    fresh_a, *_ = f["gradient"](after_b.agent.params, start.obs_rms, rollouts[0])  # what a synchronous A would push
     not_stale = f["push"](after_b, fresh_a, rollouts[0].obs[:, 0])
     assert not np.allclose(jax.tree.leaves(not_stale.agent.params)[0], jax.tree.leaves(model.learner.agent.params)[0])
     assert model._staleness == [1, 1]  # sum and max: B's push was 0 pushes old, A's 1

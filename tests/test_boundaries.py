@@ -76,7 +76,7 @@ def test_td3_target_on_the_final_transition(terminate):
     agent0 = agent.__class__(cfg0, agent.obs_dim, agent.act_dim)
     # critic loss with a single row = 1/2 sum_j (Q_j - y)^2 -> recover y's effect through the loss
     q = agent.critic.apply(state.critic_params, batch.obs, batch.action)
-    _, metrics = agent0.update(state, batch, jax.random.PRNGKey(0))
+    _, metrics, _ = agent0.update(state, batch, jax.random.PRNGKey(0))
     y = 5.0 if terminate else 5.0 + model.config.gamma * float(next_q[0])
     np.testing.assert_allclose(metrics["critic_loss"], 0.5 * float(((q - y) ** 2).sum()), rtol=1e-5)
     assert float(next_q[0]) != 0.0

@@ -62,7 +62,7 @@ def test_ddpg_target_and_losses():
     state = set_critics(agent.init(jax.random.PRNGKey(0)), 1)
     # mu(s) = tanh(0.8 s - 0.1); target actor mu'(s) = tanh(-0.5 s + 0.3)
     state = state._replace(actor_params=actor_params([[0.8]], [-0.1]), target_actor_params=actor_params([[-0.5]], [0.3]))
-    _, metrics = agent.update(state, BATCH, jax.random.PRNGKey(1))
+    _, metrics, _ = agent.update(state, BATCH, jax.random.PRNGKey(1))
 
     s, a, r, s2, d = np_batch()
     a2 = np.tanh(-0.5 * s2 + 0.3)
@@ -70,7 +70,7 @@ def test_ddpg_target_and_losses():
     q = q_np(WQ[:1], BQ[:1], s, a)[0]
     np.testing.assert_allclose(metrics["critic_loss"], 0.5 * np.mean((q - y) ** 2), rtol=1e-5)
     # The actor loss uses the critic *after* its gradient step: recompute it from the new state.
-    new_state, _ = agent.update(state, BATCH, jax.random.PRNGKey(1))
+    new_state, _, _ = agent.update(state, BATCH, jax.random.PRNGKey(1))
     w = np.asarray(new_state.critic_params["params"]["VmapCritic_0"]["MLP_0"]["Dense_0"]["kernel"])[0, :, 0]
     b = float(new_state.critic_params["params"]["VmapCritic_0"]["MLP_0"]["Dense_0"]["bias"][0, 0])
     mu = np.tanh(0.8 * s - 0.1)
@@ -87,7 +87,7 @@ def test_td3_target_smoothing_clipped_double_q_and_delay(step_is_delayed):
     state = state._replace(actor_params=actor_params([[0.8]], [-0.1]), target_actor_params=actor_params([[-0.5]], [0.3]),
                            n_updates=jnp.asarray(1 if step_is_delayed else 0, jnp.int32))
     key = jax.random.PRNGKey(3)
-    new_state, metrics = agent.update(state, BATCH, key)
+    new_state, metrics, _ = agent.update(state, BATCH, key)
 
     s, a, r, s2, d = np_batch()
     # sigma = 10 and c = 0.5: every noise sample is clipped to +-0.5 with the sign of the normal draw
@@ -138,7 +138,7 @@ def test_sac_target_losses_and_temperature(ent_coef):
         state = state._replace(log_alpha=jnp.log(jnp.asarray(0.5, jnp.float32)))
     alpha = 0.5 if ent_coef == "auto" else 0.2
     key = jax.random.PRNGKey(11)
-    new_state, metrics = agent.update(state, BATCH, key)
+    new_state, metrics, info = agent.update(state, BATCH, key)
 
     s, a, r, s2, d = np_batch()
     k_next, k_pi = jax.random.split(key)
@@ -163,6 +163,9 @@ def test_sac_target_losses_and_temperature(ent_coef):
     expected_actor = np.mean(alpha * logp - q_np(kernel, bias, s, a_pi).min(axis=0))
     np.testing.assert_allclose(metrics["actor_loss"], expected_actor, rtol=1e-4)
     np.testing.assert_allclose(metrics["entropy"], -logp.mean(), rtol=1e-4)
+    # what the monitor reads: the batch's largest |Q| and the soft bonus alpha |H| of the target
+    np.testing.assert_allclose(info.q_abs_max, np.abs(q).max(), rtol=1e-5)
+    np.testing.assert_allclose(info.soft_bonus, alpha * np.abs(logp.mean()), rtol=1e-4)
 
     # temperature: L = -log_alpha (mean log pi + H_target), H_target = -dim(A) = -1
     target_entropy = -1.0

@@ -174,8 +174,8 @@ def test_host_collect_call_equals_collect_step():
                 normalize_reward=True, policy_kwargs={"net_arch": [8]})
     model.learn(6)  # one update, then two rows into the next rollout
     assert not any(t.name == "polyak-compile-ahead" for t in threading.enumerate())
-    packed = np.linspace(-1.0, 1.0, model.spec.packed_width, dtype=np.float32)[None]
-    packed[0, model.spec.columns()["episode_start"]] = 0.0
+    packed = np.linspace(-1.0, 1.0, model.spec.columns.width, dtype=np.float32)[None]
+    packed[0, model.spec.columns.slices["episode_start"]] = 0.0
     copy = lambda: jax.tree.map(jnp.copy, model.learner)  # noqa: E731  (both calls donate their learner)
     full, a = model._fns["collect"](copy(), packed)
     learner = copy()

@@ -213,14 +213,22 @@ def test_report_end_to_end(runs_root, tmp_path, capsys):
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_errors_name_the_folder_and_what_is_missing(runs_root, tmp_path):
+def test_report_errors_name_the_folder_and_what_is_missing(runs_root, tmp_path, capsys):
     empty = tmp_path / "not-a-run"
     empty.mkdir()
     with pytest.raises(SystemExit, match="not-a-run is not a run folder: it has no config.json"):
         main(["report", str(empty), "--out", str(tmp_path / "r")])
-    (runs_root / "sac-Pendulum-v1-s2" / "eval.json").unlink()
-    with pytest.raises(SystemExit, match="sac-Pendulum-v1-s2: eval.json is missing"):
-        main(["report", str(runs_root), "--out", str(tmp_path / "r")])
+    n_runs = len(list(runs_root.iterdir()))
+    (runs_root / "sac-Pendulum-v1-s2" / "eval.json").unlink()  # an unfinished (failed or killed) run
+    assert main(["report", str(runs_root), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: " in out and "sac-Pendulum-v1-s2: eval.json is missing" in out
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [s["path"].endswith("sac-Pendulum-v1-s2") for s in report["skipped"]] == [True]
+    assert sum(a["n"] for e in report["environments"].values() for a in e["algorithms"].values()) == n_runs - 1
+    assert "sac-Pendulum-v1-s2: eval.json is missing" in (tmp_path / "r" / "report.md").read_text()
+    with pytest.raises(SystemExit, match="no finished run to report on; skipped: .*eval.json is missing"):
+        main(["report", str(runs_root / "sac-Pendulum-v1-s2"), "--out", str(tmp_path / "r2")])
     with pytest.raises(SystemExit, match="no such file"):
         main(["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")])
 

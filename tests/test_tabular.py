@@ -205,7 +205,7 @@ def test_bad_input_names_the_problem(tmp_path):
                        (dict(learning_rate=1.5), "learning_rate"), (dict(lr_exponent=0.5), "lr_exponent"),
                        (dict(lr_schedule="cosine"), "lr_schedule"), (dict(gamma=0.0), "gamma"),
                        (dict(exploration_final_eps=2.0), "exploration_final_eps"),
-                       (dict(learning_rate="fast"), "QLearning"), (dict(lr=0.1), "unknown hyperparameter")]:
+                       (dict(learning_rate="fast"), "learning_rate must be a finite number, got 'fast'"), (dict(lr=0.1), "unknown hyperparameter")]:
         with pytest.raises(HyperparameterError, match=match):
             QLearning("FrozenLake-v1", **bad)
     with pytest.raises(HyperparameterError, match="total_timesteps"):
@@ -241,6 +241,7 @@ def test_cli_trains_qlearning_and_reports_the_gap_to_the_optimum(tmp_path, capsy
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "2"]) == 0
     assert "QLEARNING on CliffWalking-v1, 2 episodes: return -13.00" in capsys.readouterr().out
-    with pytest.raises(HyperparameterError, match="learning_rate"):
+    with pytest.raises(SystemExit, match="polyak train: learning_rate must be in"):
         main(["train", "qlearning", "--env", "FrozenLake-v1", "--run-dir", str(tmp_path / "x"),
               "--set", "learning_rate=0"])
+    assert not (tmp_path / "x").exists()

@@ -1,20 +1,24 @@
 """The Stable-Baselines3-style model API that every deep-RL family shares, written once.
 
-A family (`base.OffPolicyAlgorithm`: DDPG, TD3, SAC, DQN; `onpolicy.OnPolicyAlgorithm`: REINFORCE,
-A2C, PPO, AWR; `a3c.A3C`) supplies
+A family (`offpolicy.host.OffPolicyAlgorithm`: DDPG, TD3, SAC, DQN; `onpolicy.host.OnPolicyAlgorithm`:
+REINFORCE, A2C, PPO, AWR; `onpolicy.a3c.A3C`) supplies
     _check_spaces(obs_space, act_space)      the spaces it accepts (raises SpaceError naming the problem)
     _build(obs_dim, action_space, n_envs)    self.agent, self.spec and the compiled functions self._fns
                                              (self._fns["predict"] acts for `predict`)
     _init_learner(key)                       a fresh learner pytree (the whole training state)
     _first_action(obs)                       the action for the first observations of a run
-    learn(total_timesteps, ...)              its training loop
-and may extend `_configure` (family options), `_checkpoint_template` and `_extra_metadata`.
-Everything else lives here: constructor checks, attaching an env, the host-side episode bookkeeping,
-`predict`, `set_env`/`get_env`, and checkpoints (`save`/`load`: one atomic, code-free file).
+    _host_steps(total_timesteps)             the device side of one environment step, for `learn`
+    _diagnostics()                           the learner's metrics and checks (`core.monitor.Diagnostics`)
+and may extend `_configure` (family options), `_checkpoint_template` and `_extra_metadata` (A3C, whose
+workers are threads, replaces `learn`). Everything else lives here: constructor checks, attaching an
+env, the host loop (`learn`: env steps, episode bookkeeping, logging, callback, progress), `predict`,
+`set_env`/`get_env`, and checkpoints (`save`/`load`: one atomic, code-free file).
 """
 
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -23,7 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from polyak._version import __version__
 from polyak.core.config import Config, HyperparameterError
+from polyak.core.monitor import (
+    Diagnostics,
+    log_values,
+    nonfinite_message,
+    warning_message,
+)
 from polyak.envs.spaces import action_map, action_size, make_env
 from polyak.envs.stepping import SingleEnvStepper, VectorEnvStepper
 from polyak.io import checkpoint as ckpt
@@ -35,6 +46,33 @@ class NonFiniteError(FloatingPointError):
 
 
 Callback = Callable[[Any], Any]
+HostStep = Callable[[Any], np.ndarray]  # one env step's device calls: the StepBatch -> the next action
+
+_COMPILING: set = set()  # jitted functions compile_ahead has compiled (or is compiling) in this process
+
+
+def compile_ahead(fn, *args) -> threading.Thread | None:
+    """Compile the jitted `fn` for the shapes of `args` in a background thread, once per process.
+
+    A later call of `fn` with arrays of these shapes finds the executable in JAX's cache. XLA compiles
+    without holding the GIL, so the host loop meanwhile steps the environment (warm-up steps, the first
+    rollout). Errors are left to that later call, which compiles again and raises them. Returns the
+    thread, or None when `fn` was compiled ahead before.
+    """
+    if fn in _COMPILING:
+        return None
+    _COMPILING.add(fn)
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), args)  # no sharding: same cache key
+
+    def work() -> None:
+        try:
+            fn.lower(*shapes).compile()
+        except Exception:  # noqa: BLE001  (reported by the real call)
+            pass
+
+    thread = threading.Thread(target=work, name="polyak-compile-ahead", daemon=True)
+    thread.start()
+    return thread
 
 
 class Algorithm:
@@ -43,6 +81,7 @@ class Algorithm:
     agent_cls: ClassVar[type]
     example_env: ClassVar[str] = "Pendulum-v1"  # named in the error when no env is given
     default_policy: ClassVar[str] = "MlpPolicy"  # the policy argument the CLI passes
+    jax_env_loop: ClassVar[type | None] = None  # the family's fully jitted loop over JAX envs (None: none)
     has_q_critic: ClassVar[bool] = False  # predict_q(obs, actions) exists: Q-value monitoring and bias evaluation
 
     def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, policy_kwargs: dict | None = None,
@@ -57,8 +96,8 @@ class Algorithm:
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         self.verbose, self.tensorboard_log = verbose, tensorboard_log
         self.num_timesteps = 0
-        self.env = None
-        self._forget_episodes()
+        self.env = self.agent = None
+        self._init_host_state()
         self._resume: dict | None = None
         self._configure()
         if env is None:
@@ -85,12 +124,26 @@ class Algorithm:
     def _first_action(self, obs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _host_steps(self, total_timesteps: int) -> tuple[HostStep, Callable[[], None]]:
+        """For `learn`: (step, finish). step(batch) makes the device calls of one environment step (the
+        StepBatch just taken with the pending action) and returns the next action; it raises
+        NonFiniteError when an update was not finite. finish() runs when the loop ends, also on errors."""
+        raise NotImplementedError
+
+    def _diagnostics(self) -> Diagnostics:
+        """The learner's metrics and checks, on the device."""
+        raise NotImplementedError
+
     def _checkpoint_template(self, metadata: dict[str, Any]):
         """A learner with the saved one's structure, to read the checkpoint's arrays into."""
         return self._init_learner(jax.random.PRNGKey(0))
 
     def _extra_metadata(self, include_buffer: bool) -> dict[str, Any]:
         return {}
+
+    def replay_buffer_nbytes(self) -> int:
+        """Bytes a checkpoint's replay buffer takes (0: the algorithm keeps none)."""
+        return 0
 
     def evaluation_extras(self) -> tuple[dict[str, Any], list[str]]:
         """Exact results an algorithm can add to eval.json (e.g. tabular: the gap to the optimal value),
@@ -117,7 +170,7 @@ class Algorithm:
 
     def _check_fits_model(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         """A built model accepts an env only with its own observation size and kind and size of actions."""
-        if not hasattr(self, "agent"):
+        if self.agent is None:
             return
         signature = lambda obs, act: (obs.shape[0], type(act).__name__, action_size(act))  # noqa: E731
         if signature(observation_space, action_space) != signature(self.observation_space, self.action_space):
@@ -150,6 +203,12 @@ class Algorithm:
             return logger, False
         return RunLogger(run_dir if run_dir is not None else self.tensorboard_log, verbose=self.verbose,
                          progress_bar=progress_bar), True
+
+    def _init_host_state(self) -> None:
+        """What the host keeps besides the learner, fresh (a new or a loaded model)."""
+        self._forget_episodes()
+        self._warned_q = False  # the |Q| divergence warning is given once per model
+        self._predict_key = jax.random.PRNGKey(self.seed + 1)
 
     def _forget_episodes(self) -> None:
         self._obs = self._pending_action = self._episode_return = self._episode_length = None
@@ -188,6 +247,54 @@ class Algorithm:
         if not np.all(np.isfinite(values)):
             raise NonFiniteError(f"non-finite {what} at environment step {self.num_timesteps + 1}: {values.tolist()}")
 
+    # -- training: the host loop over Gymnasium envs -------------------------------------------
+    def learn(self, total_timesteps: int, callback: Callback | None = None, log_interval: int = 1000,
+              progress_bar: bool = False, run_dir: str | Path | None = None, reset_num_timesteps: bool = False,
+              logger: RunLogger | None = None):
+        """Train for `total_timesteps` more environment steps (transitions, summed over the envs).
+
+        `callback(model)` runs after every environment step; returning False stops training.
+        Metrics are synced from the device and logged every `log_interval` steps.
+        """
+        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
+        target = self.num_timesteps + int(total_timesteps)
+        # schedules that depend on the run's length (e.g. DQN's epsilon), before the first action
+        self.learner = self.learner._replace(agent=self.agent.start_run(self.learner.agent, target))
+        step, finish = self._host_steps(int(total_timesteps))
+        next_log = (self.num_timesteps // log_interval + 1) * log_interval
+        try:
+            self._start_episodes()
+            logger.start(int(total_timesteps), self.num_timesteps)
+            while self.num_timesteps < target:
+                batch = self._step_envs()
+                n = int(batch.valid.sum())
+                self.num_timesteps += n
+                self._pending_action = step(batch)
+                self._record_episodes(batch, logger)
+                self._obs = batch.obs
+                logger.progress(n)
+                if self.num_timesteps >= next_log:
+                    self._log(logger)
+                    next_log += log_interval
+                if callback is not None and callback(self) is False:
+                    break
+        finally:
+            finish()
+            if own_logger:
+                logger.close()
+        return self
+
+    def _log(self, logger: RunLogger) -> None:
+        diagnostics = jax.device_get(self._diagnostics())
+        message = warning_message(diagnostics, self.config.gamma)
+        if message is not None and not self._warned_q:
+            self._warned_q = True
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        logger.metrics(self.num_timesteps, {k: float(v) for k, v in log_values(diagnostics).items()})
+
+    def _raise_nonfinite_update(self) -> None:
+        raise NonFiniteError(nonfinite_message(jax.device_get(self._diagnostics())))
+
     # -- inference -----------------------------------------------------------------------------
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         """Action(s) in the env's units for one observation (obs_dim,) or a batch (n, obs_dim).
@@ -200,7 +307,6 @@ class Algorithm:
             raise ValueError(f"observation shape {obs.shape} does not match the model's ({self.agent.obs_dim},) "
                              f"or (n, {self.agent.obs_dim})")
         self._check_finite(obs, "observation passed to predict()")
-        self._predict_key = getattr(self, "_predict_key", jax.random.PRNGKey(self.seed + 1))
         self._predict_key, key = jax.random.split(self._predict_key)
         action = np.asarray(self._fns["predict"](self.learner.agent, self.learner.obs_rms,
                                                  obs[None] if single else obs, key, deterministic))
@@ -214,8 +320,6 @@ class Algorithm:
         The running episodes' place is saved too (single Gymnasium env: an exact resume). What else
         `include_buffer` adds is the family's: the replay buffer for off-policy methods.
         """
-        from polyak._version import __version__
-
         path = Path(path)
         arrays = _flatten_named(jax.device_get(self._learner_to_save(include_buffer)), prefix="learner")
         episode = int(getattr(self.stepper, "episode", 0)) if self.env is not None else 0
@@ -255,15 +359,17 @@ class Algorithm:
         model.config = cls.config_cls.from_kwargs(meta["config"])
         model.seed, model.verbose, model.tensorboard_log = int(meta["seed"]), 0, None
         model.num_timesteps = int(meta["num_timesteps"])
-        model.env, model.env_id = None, meta.get("env_id")
-        model._forget_episodes()
+        model.env, model.env_id, model.agent = None, meta.get("env_id"), None
+        model._init_host_state()
         model._restore_options(meta)
         model.action_space = _action_space_from_metadata(meta)
         model.scaler = action_map(model.action_space)
         model.observation_space = gym.spaces.Box(-np.inf, np.inf, (int(meta["obs_dim"]),), np.float32)
         model.n_envs = int(meta["n_envs"])
         model._build(int(meta["obs_dim"]), model.action_space, model.n_envs)
-        model.learner = _unflatten_named(model._checkpoint_template(meta), arrays, prefix="learner", path=path)
+        # shapes and dtypes only: a header claiming a huge buffer allocates nothing before the check
+        template = jax.eval_shape(lambda: model._checkpoint_template(meta))
+        model.learner = _unflatten_named(template, arrays, prefix="learner", path=path)
         model._resume = None
         if "host/pending_action" in arrays:
             model._resume = {"episode": int(meta["episode"]),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class HyperparameterError(ValueError):
@@ -20,6 +23,8 @@ def need(ok: bool, msg: str) -> None:
 @dataclass(frozen=True)
 class Config:
     """Base of every hyperparameter dataclass: SB3-style construction, validation, JSON form."""
+
+    may_be_infinite: ClassVar[frozenset[str]] = frozenset()  # float fields where inf means "off"
 
     def validate(self) -> None:
         pass
@@ -40,9 +45,10 @@ class Config:
         kwargs = dict(kwargs)
         for key, value in cls.policy_kwargs_to_fields(policy_kwargs or {}).items():
             kwargs.setdefault(key, value)
-        for f in dataclasses.fields(cls):  # JSON gives lists where the dataclass keeps tuples
-            if f.name in kwargs and isinstance(f.default, tuple):
-                kwargs[f.name] = tuple(kwargs[f.name])
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in kwargs:
+                kwargs[f.name] = check_type(f.name, kwargs[f.name], hints[f.name], f.name in cls.may_be_infinite)
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
@@ -85,18 +91,71 @@ class OffPolicyConfig(Config):
         need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
 
 
+def _type_name(value: Any) -> str:
+    return f"{value!r} (a {type(value).__name__})"
+
+
+def check_type(name: str, value: Any, hint: Any, allow_inf: bool = False) -> Any:
+    """`value` as the field `name` of type `hint` holds it, or HyperparameterError naming the field: ints are
+    ints (1e3 is refused: write 1000), floats are finite numbers (+inf too where `allow_inf`: "off"), bools
+    are bools, tuple fields take a list or tuple of their element type; a union takes any of its members."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    errors = []
+    for option in options:
+        try:
+            return _check_one(name, value, option, allow_inf)
+        except HyperparameterError as e:
+            errors.append(str(e))
+    if len(errors) == 1:
+        raise HyperparameterError(errors[0])
+    wanted = " or ".join(getattr(o, "__name__", str(o)).replace("NoneType", "None") for o in options)
+    raise HyperparameterError(f"{name} must be {wanted}, got {_type_name(value)}")
+
+
+def _check_one(name: str, value: Any, hint: Any, allow_inf: bool = False) -> Any:
+    if hint is type(None):
+        need(value is None, f"{name} must be None, got {_type_name(value)}")
+        return value
+    if hint is bool:
+        need(isinstance(value, bool), f"{name} must be true or false, got {_type_name(value)}")
+        return value
+    if hint is int:
+        need(isinstance(value, int) and not isinstance(value, bool),
+             f"{name} must be an integer, got {_type_name(value)}"
+             + (f"; write {int(value)}" if isinstance(value, float) and value.is_integer() else ""))
+        return value
+    if hint is float:
+        need(isinstance(value, (int, float)) and not isinstance(value, bool)
+             and (math.isfinite(value) or (allow_inf and value == math.inf)),
+             f"{name} must be a finite number{' or inf' if allow_inf else ''}, got {_type_name(value)}")
+        return float(value)
+    if hint is str:
+        need(isinstance(value, str), f"{name} must be a string, got {_type_name(value)}")
+        return value
+    if typing.get_origin(hint) is tuple:  # tuple[int, ...]: JSON gives a list
+        need(isinstance(value, (list, tuple)), f"{name} must be a list, got {_type_name(value)}")
+        element = typing.get_args(hint)[0]
+        return tuple(_check_one(f"{name}[{i}]", v, element) for i, v in enumerate(value))
+    return value  # a type this check does not know: the config's own validate() decides
+
+
 def _policy_kwargs_to_fields(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     """SB3's policy_kwargs=dict(net_arch=[...] or dict(pi=[...], qf=[...]), n_critics=2)."""
     policy_kwargs = dict(policy_kwargs)
     out: dict[str, Any] = {}
     net_arch = policy_kwargs.pop("net_arch", None)
     if isinstance(net_arch, dict):
+        missing = sorted({"pi", "qf"} - set(net_arch))
+        unknown = sorted(set(net_arch) - {"pi", "qf"})
+        need(not missing and not unknown, "net_arch as a dict needs the keys 'pi' (actor) and 'qf' (critics)"
+             + (f"; missing: {', '.join(missing)}" if missing else "") + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
         out["actor_hidden"] = tuple(net_arch["pi"])
         out["critic_hidden"] = tuple(net_arch["qf"])
     elif net_arch is not None:
         out["actor_hidden"] = out["critic_hidden"] = tuple(net_arch)
     if "n_critics" in policy_kwargs:
-        out["n_critics"] = int(policy_kwargs.pop("n_critics"))
+        out["n_critics"] = policy_kwargs.pop("n_critics")
     if policy_kwargs:
         raise HyperparameterError(
             f"unsupported policy_kwargs: {', '.join(sorted(policy_kwargs))} (supported: net_arch, n_critics)")

@@ -1,26 +1,20 @@
-"""Episode boundaries, in one place.
+"""Returns, written once: n-step rows for replay buffers, GAE and reward-to-go for rollouts (pure JAX).
 
-A transition carries `terminated` and `truncated` separately:
-  * terminated: the MDP reached a terminal state; the target does not bootstrap (mask 0);
-  * truncated:  a time limit cut the episode; the target bootstraps from the *true* final
-    observation, which is what we store as next_obs (never the auto-reset observation).
-
-Two steppers present any environment as n parallel copies with the same interface:
-  * `SingleEnvStepper` drives one `gymnasium.Env` itself: each episode is reset with a seed derived
-    from (seed, episode index), and the actions of the running episode are recorded, so a
-    checkpoint can restore the environment mid-episode exactly by replaying them.
-  * `VectorEnvStepper` wraps a Gymnasium vector env in its SAME_STEP or NEXT_STEP autoreset mode.
-`jax_envs_step` is the same SAME_STEP logic for a batch of JAX environments, as a pure function:
-the Gymnasium vector adapter of a JAX env and the fully jitted training loop both call it.
+Every function respects episode boundaries as `losses.bootstrap_target` states them: a termination
+stops the return and its bootstrap; a time-limit truncation stops the sum and bootstraps from the
+*true* final observation (stored as next_obs, never the auto-reset one). No sum crosses an episode.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from polyak.core.losses import bootstrap_target
+from polyak.core.types import NStepTransition
 
 # --------------------------------------------------------------------------------------------
 # n-step returns for replay buffers: a small window per env, before rows are written.
@@ -38,8 +32,6 @@ class NStepWindow(NamedTuple):
 
 
 def nstep_init(n_envs: int, n: int, obs_dim: int, act_dim: int) -> NStepWindow:
-    import jax.numpy as jnp
-
     return NStepWindow(jnp.zeros((n_envs, n, obs_dim)), jnp.zeros((n_envs, n, act_dim)), jnp.zeros((n_envs, n)),
                        jnp.zeros((n_envs,), jnp.int32))
 
@@ -59,11 +51,6 @@ def nstep_push(window: NStepWindow, rows, truncated, valid, gamma: float):
     Returns (window, out, out_valid): `out` an `NStepTransition` of n_envs * n candidate rows (env by
     env, oldest first), `out_valid` which of them to write. Pure and jittable.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from polyak.core.types import NStepTransition
-
     n = window.reward.shape[1]
     slot = np.arange(n)
     power = slot[None, :] - slot[:, None]  # j - i
@@ -114,9 +101,6 @@ def gae_advantages(reward, value, next_value, terminated, episode_end, gamma: fl
     lambda = 1 gives Monte-Carlo advantages G_t - V(s_t) (bootstrapped at cuts); lambda = 0 the
     one-step TD error. Returns (advantages, returns = advantages + value), both (T, n_envs).
     """
-    import jax
-    import jax.numpy as jnp
-
     delta = bootstrap_target(reward, terminated, gamma, next_value) - value
     not_end = 1.0 - episode_end.astype(delta.dtype)
 
@@ -137,8 +121,6 @@ def reward_to_go(reward, terminated, episode_end, gamma: float, cut_value=None):
     `cut_value` is None (REINFORCE without a critic: the cut tail is then treated as an episode
     end; `complete_episodes` marks the rows whose episode ended inside the rollout).
     """
-    import jax.numpy as jnp
-
     last_row = jnp.zeros_like(reward, dtype=bool).at[-1].set(True)
     cut = (episode_end.astype(bool) | last_row) & ~terminated.astype(bool)
     bootstrap = jnp.zeros_like(reward) if cut_value is None else jnp.where(cut, cut_value, 0.0)
@@ -149,9 +131,6 @@ def reward_to_go(reward, terminated, episode_end, gamma: float, cut_value=None):
 
 def complete_episodes(episode_end):
     """(T, n_envs) bool: row t's episode ends at some row >= t of the same env inside the rollout."""
-    import jax
-    import jax.numpy as jnp
-
     def backward(later_end, end_t):
         complete = end_t | later_end
         return complete, complete

@@ -3,23 +3,59 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+METRICS_FILE = "metrics.csv"
+EPISODES_FILE = "episodes.csv"
+RECENT = 20  # episodes in the running mean return/length of metrics.csv
+
+
+def truncate_log(path: Path, last_step: int) -> int:
+    """Keep the header and the rows of a step-indexed CSV log with step <= last_step (a resume from the
+    checkpoint at `last_step` rewrites what came after it); returns the rows kept. Atomic (temp file, rename)."""
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0
+    kept = [rows[0]] + [r for r in rows[1:] if r and _step_of(r) <= last_step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    tmp.replace(path)
+    return len(kept) - 1
+
+
+def _step_of(row: list[str]) -> float:
+    try:
+        return float(row[0])
+    except ValueError:
+        return float("inf")  # a torn last line (killed mid-write) goes
 
 
 class RunLogger:
-    """Writes to `run_dir` (if given): metrics.csv, episodes.csv and TensorBoard events."""
+    """Writes to `run_dir` (if given): metrics.csv, episodes.csv and TensorBoard events.
+
+    `resume_step`: the run continues from a checkpoint at that step: rows logged after it (by the
+    interrupted run) are dropped from the CSV logs, TensorBoard discards its events after it, and
+    the running mean of recent episodes starts from the episodes logged up to it.
+    """
 
     def __init__(self, run_dir: str | Path | None = None, verbose: int = 0, progress_bar: bool = False,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, resume_step: int | None = None):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.verbose = verbose
-        self.recent_returns: deque[float] = deque(maxlen=20)
-        self.recent_lengths: deque[int] = deque(maxlen=20)
+        self.recent_returns: deque[float] = deque(maxlen=RECENT)
+        self.recent_lengths: deque[int] = deque(maxlen=RECENT)
         self._metrics_file = self._episodes_file = None
         self._metrics_writer = None
         self._metrics_fields: list[str] | None = None
@@ -30,18 +66,27 @@ class RunLogger:
         self._show_progress = progress_bar
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if tensorboard:
-                from tensorboardX import SummaryWriter
+            if resume_step is not None:
+                truncate_log(self.run_dir / METRICS_FILE, resume_step)
+                truncate_log(self.run_dir / EPISODES_FILE, resume_step)
+                self._reload_recent_episodes()
+            if tensorboard:  # purge_step: TensorBoard drops the earlier files' events from that step on
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"),
+                                         purge_step=None if resume_step is None else resume_step + 1)
 
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+    def _reload_recent_episodes(self) -> None:
+        path = self.run_dir / EPISODES_FILE
+        if path.is_file():
+            with open(path, newline="") as f:
+                for row in list(csv.reader(f))[1:][-RECENT:]:
+                    self.recent_returns.append(float(row[1]))
+                    self.recent_lengths.append(int(float(row[2])))
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, total_steps: int, initial_step: int = 0) -> None:
         self._t0, self._s0 = time.perf_counter(), initial_step
         self._last_t, self._last_s = self._t0, initial_step
         if self._show_progress:
-            from tqdm import tqdm
-
             self._pbar = tqdm(total=total_steps, initial=0, unit="step", dynamic_ncols=True, smoothing=0.05)
 
     def progress(self, n: int) -> None:
@@ -51,6 +96,15 @@ class RunLogger:
             if self._pending >= 64:
                 self._pbar.update(self._pending)
                 self._pending = 0
+
+    def flush(self) -> None:
+        """Everything logged so far onto the disk (at every checkpoint, so a killed run loses no row)."""
+        for f in (self._metrics_file, self._episodes_file):
+            if f is not None:
+                f.flush()
+                os.fsync(f.fileno())
+        if self._tb is not None:
+            self._tb.flush()
 
     def close(self) -> None:
         if self._pbar is not None:
@@ -72,7 +126,7 @@ class RunLogger:
         self.recent_lengths.append(length)
         if self.run_dir is not None:
             if self._episodes_writer is None:
-                self._episodes_file = open(self.run_dir / "episodes.csv", "a", newline="")
+                self._episodes_file = open(self.run_dir / EPISODES_FILE, "a", newline="")
                 self._episodes_writer = csv.writer(self._episodes_file)
                 if self._episodes_file.tell() == 0:
                     self._episodes_writer.writerow(["step", "episode_return", "episode_length"])
@@ -92,7 +146,7 @@ class RunLogger:
         row.update({k: float(v) for k, v in values.items()})
         if self.run_dir is not None:
             if self._metrics_writer is None:
-                self._metrics_file = open(self.run_dir / "metrics.csv", "a", newline="")
+                self._metrics_file = open(self.run_dir / METRICS_FILE, "a", newline="")
                 self._metrics_fields = list(row)
                 self._metrics_writer = csv.DictWriter(self._metrics_file, self._metrics_fields, extrasaction="ignore")
                 if self._metrics_file.tell() == 0:

@@ -18,18 +18,19 @@ This module only decides *which* runs to do, *where* their folders go and *who* 
 A failed run is reported with its seed and error; the other runs finish and the command exits
 with status 1. A sweep (``polyak sweep FILE``) expands a TOML grid into run folders with
 deterministic names under one root; a run counts as finished when its folder holds eval.json and
-model.polyak, finished runs are skipped and unfinished ones are deleted and started over, so a
+model.polyak, finished runs are skipped and unfinished ones resume from their latest checkpoint (or start
+over without one: `polyak train --run-dir` decides), so a
 sweep resumes after a crash by running the same command again.
 """
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -388,6 +389,10 @@ def _passthrough(args) -> list[str]:
         out += ["--checkpoint-every", str(args.checkpoint_every)]
     if args.save_buffer:
         out.append("--save-buffer")
+    if args.fresh:
+        out.append("--fresh")
+    if args.keep_checkpoints != 2:
+        out += ["--keep-checkpoints", str(args.keep_checkpoints)]
     if getattr(args, "variant", None):
         out += ["--variant", args.variant]
     return out
@@ -472,7 +477,7 @@ def _train_vmapped(args, specs: list[RunSpec]) -> int:
 
 # -- sweeps ---------------------------------------------------------------------------------
 SWEEP_KEYS = {"name", "root", "algorithms", "envs", "seeds", "steps", "grid", "set", "env_kwargs",
-              "eval_episodes", "log_interval", "tuned"}
+              "eval_episodes", "log_interval", "tuned", "checkpoint_every"}
 CLI_HYPERPARAMETERS = {"net_arch", "action_noise", "n_envs"}  # translated by polyak.cli, not config fields
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SAFE_RE = re.compile(r"^[A-Za-z0-9._+-]*$")
@@ -495,6 +500,7 @@ class Sweep:
     eval_episodes: int = 10
     log_interval: int = 1000
     tuned: bool = True
+    checkpoint_every: int = 0  # steps between a run's checkpoints (0: none; an interrupted run then starts over)
     source: str = "<sweep>"
 
     def settings(self) -> dict[str, Any]:
@@ -580,6 +586,10 @@ def parse_sweep(data: dict[str, Any], source: str = "<sweep>") -> Sweep:
     eval_episodes = positive_int("eval_episodes", 10)
     log_interval = positive_int("log_interval", 1000)
     tuned = need_type("tuned", data.get("tuned", True), bool, "true or false")
+    checkpoint_every = need_type("checkpoint_every", data.get("checkpoint_every", 0), int,
+                                 "a whole number of steps (0: no checkpoints)")
+    if checkpoint_every < 0:
+        fail(f"'checkpoint_every' must be >= 0, got {checkpoint_every}")
 
     grid = need_type("grid", data.get("grid", {}), dict, "a table ([grid]) of hyperparameter = [values]")
     if "grid" in data and not grid:
@@ -608,8 +618,9 @@ def parse_sweep(data: dict[str, Any], source: str = "<sweep>") -> Sweep:
         env_kwargs[env] = merged
 
     sweep = Sweep(name, root, algorithms, envs, seeds, steps, dict(grid), dict(fixed), env_kwargs, eval_episodes,
-                  log_interval, bool(tuned), source)
+                  log_interval, bool(tuned), checkpoint_every, source)
     _check_hyperparameters(sweep, fail)
+    _check_envs(sweep, fail)
     return sweep
 
 
@@ -640,6 +651,34 @@ def _check_hyperparameters(sweep: Sweep, fail) -> None:
                 except (HyperparameterError, TypeError, ValueError, KeyError) as e:
                     where = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "[set]"
                     fail(f"invalid hyperparameters for {algo} at {where}: {e}")
+
+
+def _space_kind(space: gym.Space) -> str:
+    return type(space).__name__
+
+
+def _check_envs(sweep: Sweep, fail) -> None:
+    """Every env id must be registered and every algorithm must fit its spaces: a misspelt id or DQN on a
+    Box env fails here (and in --dry-run), not run by run."""
+    for env_id in sweep.envs:
+        if env_id not in gym.registry:
+            close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+            fail(f"unknown env id {env_id!r}" + (f"; did you mean {', '.join(map(repr, close))}?" if close else ""))
+        try:
+            env = gym.make(env_id, **sweep.env_kwargs.get(env_id, {}))
+        except Exception as e:  # noqa: BLE001  (any failure to build the env is the sweep file's problem)
+            fail(f"cannot make env {env_id!r} with env_kwargs {sweep.env_kwargs.get(env_id, {})}: "
+                 f"{type(e).__name__}: {e}")
+        obs_kind, act_kind = _space_kind(env.observation_space), _space_kind(env.action_space)
+        env.close()
+        for algo in sweep.algorithms:
+            entry = registry.entry(algo)
+            if act_kind not in entry.action_kinds or obs_kind not in entry.observation_kinds:
+                fits = [n for n in registry.names() if act_kind in registry.entry(n).action_kinds
+                        and obs_kind in registry.entry(n).observation_kinds]
+                fail(f"{algo} does not fit {env_id} ({obs_kind} observations, {act_kind} actions; {algo} takes "
+                     f"{'/'.join(entry.observation_kinds)} observations and {'/'.join(entry.action_kinds)} actions); "
+                     f"algorithms that fit: {', '.join(fits) or 'none'}")
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -708,6 +747,8 @@ def expand(sweep: Sweep) -> list[RunSpec]:
                             "--log-interval", str(sweep.log_interval)]
                     if not sweep.tuned:
                         argv.append("--no-tuned")
+                    if sweep.checkpoint_every:
+                        argv += ["--checkpoint-every", str(sweep.checkpoint_every)]
                     for k, v in {**sweep.fixed, **point}.items():
                         argv += ["--set", f"{k}={json.dumps(v)}"]
                     for k, v in sweep.env_kwargs.get(env, {}).items():
@@ -723,7 +764,7 @@ def expand(sweep: Sweep) -> list[RunSpec]:
 
 
 def plan(sweep: Sweep) -> tuple[list[RunSpec], list[RunSpec], list[RunSpec]]:
-    """(to run, finished -> skipped, unfinished -> deleted and started over)."""
+    """(to run, finished -> skipped, unfinished -> resumed by `polyak train` from their latest checkpoint)."""
     todo, skip, redo = [], [], []
     for spec in expand(sweep):
         if is_finished(spec.run_dir):
@@ -787,14 +828,15 @@ def sweep_command(args) -> int:
     n_points = math.prod(len(v) for v in sweep.grid.values())
     print(f"sweep {sweep.name}: {len(sweep.algorithms)} algorithm(s) x {len(sweep.envs)} env(s) x {n_points} grid "
           f"point(s) x {len(sweep.seeds)} seed(s) = {total} runs in {sweep.root}; {len(skip)} finished, "
-          f"{len(todo)} to run ({len(redo)} unfinished, started over)", flush=True)
+          f"{len(todo)} to run ({len(redo)} unfinished, resumed)", flush=True)
     if args.dry_run:
         redo_names = {s.name for s in redo}
         for s in skip:
             print(f"  skip  {s.name}  (finished)")
         for s in todo:
-            print(f"  {'redo' if s.name in redo_names else 'run '}  {s.name}"
-                  + ("  (unfinished: its folder will be deleted first)" if s.name in redo_names else ""))
+            print(f"  {'resume' if s.name in redo_names else 'run   '}  {s.name}"
+                  + ("  (unfinished: resumes from its latest checkpoint, or starts over without one)"
+                     if s.name in redo_names else ""))
         return 0
     if args.address and args.backend != "ray":
         raise SystemExit("polyak sweep: --address is for --backend ray (the address of a running Ray cluster)")
@@ -806,10 +848,6 @@ def sweep_command(args) -> int:
         except ExperimentError as e:
             raise SystemExit(f"polyak sweep: {e}") from None
     write_sweep_json(sweep, expand(sweep))
-    root = sweep.root.absolute()
-    for s in redo:
-        if s.run_dir.parent == root:  # only folders this sweep names, inside its root
-            shutil.rmtree(s.run_dir)
     try:
         results = execute(todo, args.backend, args.workers, args.address)
     except ExperimentError as e:

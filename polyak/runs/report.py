@@ -580,9 +580,22 @@ def render_markdown(report: dict[str, Any]) -> str:
 def write_report(paths: Sequence[str | Path], out: str | Path = "report", *, metric: str = "final",
                  reps: int = DEFAULT_REPS, confidence: float = DEFAULT_CONFIDENCE, method: str = "percentile",
                  seed: int = 0, smooth: int = 10) -> dict[str, Any]:
-    """Read the run folders in `paths`, write report.md, report.json and learning-curve PNGs into `out`."""
-    runs = [load_run(p, metric, smooth) for p in find_run_dirs(paths)]
+    """Read the run folders in `paths`, write report.md, report.json and learning-curve PNGs into `out`.
+
+    Folders that are not finished, readable runs (a failed or interrupted run, a broken config.json) are
+    skipped and listed in the report's "skipped" entry with the reason; no finished run at all is an error.
+    """
+    runs, skipped = [], []
+    for p in find_run_dirs(paths):
+        try:
+            runs.append(load_run(p, metric, smooth))
+        except RunFolderError as e:
+            skipped.append({"path": str(p), "reason": str(e)})
+    if not runs:
+        raise RunFolderError("no finished run to report on; skipped: "
+                             + "; ".join(f"{s['reason']}" for s in skipped))
     report = build_report(runs, metric=metric, reps=reps, confidence=confidence, method=method, seed=seed)
+    report["skipped"] = skipped
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for env, entry in report["environments"].items():
@@ -596,5 +609,8 @@ def write_report(paths: Sequence[str | Path], out: str | Path = "report", *, met
         if entry.get("q_bias") and plot_q_bias(env, entry["q_bias"], out / _q_bias_file_name(env)) is not None:
             entry["q_bias_plot"] = _q_bias_file_name(env)
     (out / "report.json").write_text(json.dumps(_json_safe(report), indent=2))
-    (out / "report.md").write_text(render_markdown(report))
+    markdown = render_markdown(report)
+    if skipped:
+        markdown += "\n\nSkipped (not finished runs):\n\n" + "\n".join(f"- {s['reason']}" for s in skipped) + "\n"
+    (out / "report.md").write_text(markdown)
     return report

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from polyak._version import __version__
 from polyak.algos import registry
 from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from polyak.evaluation import evaluate_policy, evaluate_q_bias
-from polyak.io.logger import RunLogger, plot_learning_curve
+from polyak.io.logger import EPISODES_FILE, METRICS_FILE, RunLogger, plot_learning_curve
 from polyak.runs.zoo import tuned_hyperparameters
 
 MODEL_FILE = "model.polyak"
@@ -33,6 +34,7 @@ CONFIG_FILE = "config.json"
 EVAL_FILE = "eval.json"
 LOG_FILE = "train.log"  # a worker process's output (sweeps and --seeds in processes)
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes of seed s are reset with seeds 10_000 + s, ...
+CHECKPOINT_BUFFER_LIMIT = 1 << 30  # replay buffers up to 1 GiB travel with every checkpoint (--checkpoint-every)
 DEFAULT_EVAL_STEP_LIMIT = 1000  # for envs without a time limit (a greedy policy can walk into a wall forever)
 
 
@@ -43,14 +45,20 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`["key=value", ...]` -> {key: JSON value, or the text itself when it is not JSON}."""
+def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """`["key=value", ...]` -> {key: JSON value, or the text itself when it is not JSON}. A value that starts
+    like JSON (a number, list, object, quoted string) must be valid JSON: the error names the flag."""
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = _parse_value(value.strip())
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key:
+            raise SystemExit(f"{flag} expects key=value, got {item!r}")
+        parsed = _parse_value(value)
+        if isinstance(parsed, str) and value[:1] in '[{"-+.0123456789':
+            raise SystemExit(f"{flag} {item}: {value!r} is not valid JSON (a list, number or quoted string), "
+                             "e.g. net_arch=[64,64], learning_rate=3e-4")
+        out[key] = parsed
     return out
 
 
@@ -92,7 +100,7 @@ def training_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int, di
     n_envs = int(args.n_envs or hp.pop("n_envs", 1))
     hp.pop("n_envs", None)
     env_kwargs = hp.pop("env_kwargs", {})
-    env_kwargs.update(parse_overrides(args.env_kwarg))
+    env_kwargs.update(parse_overrides(args.env_kwarg, "--env-kwarg"))
     return hp, n_envs, env_kwargs
 
 
@@ -177,6 +185,62 @@ class RunFolder:
         """A finished run has its evaluation and its model."""
         return (self.path / EVAL_FILE).is_file() and self.model_path.is_file()
 
+    def has_run(self) -> bool:
+        """A run was started here (its config.json exists), finished or not."""
+        return (self.path / CONFIG_FILE).is_file()
+
+    def read_config(self) -> dict[str, Any]:
+        return json.loads((self.path / CONFIG_FILE).read_text())
+
+    def check_same_run(self, settings: dict[str, Any]) -> None:
+        """Refuse to resume (or skip) a folder that holds a run of another command."""
+        try:
+            config = self.read_config()
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"{self.path}: cannot read {CONFIG_FILE} ({e}); use --fresh or another --run-dir") from None
+        differ = [k for k, v in settings.items() if config.get(k) != v]
+        if differ:
+            details = "; ".join(f"{k}: folder {config.get(k)!r}, command {settings[k]!r}" for k in differ)
+            raise SystemExit(f"{self.path} holds a run of another command ({details}); --fresh starts over there, "
+                             "or choose another --run-dir")
+
+    def clear(self) -> None:
+        """Remove what a run wrote here (config, logs, checkpoints, model, evaluation; train.log is the
+        worker's output, written by the parent process, and stays)."""
+        for name in (CONFIG_FILE, EVAL_FILE, MODEL_FILE, METRICS_FILE, EPISODES_FILE, "learning_curve.png"):
+            (self.path / name).unlink(missing_ok=True)
+        for sub in ("checkpoints", "tensorboard"):
+            if (self.path / sub).is_dir():
+                shutil.rmtree(self.path / sub)
+
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint files, oldest first."""
+        return sorted((self.path / "checkpoints").glob("step*.polyak"))
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def remove_temporary_files(self) -> None:
+        """Temporary files of saves that a kill interrupted (`.NAME.XXXX.tmp`, see io/checkpoint.py)."""
+        for folder in (self.path, self.path / "checkpoints"):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def buffer_fits(model) -> bool:
+        """Checkpoints carry the replay buffer (an exact resume) when it is at most CHECKPOINT_BUFFER_LIMIT."""
+        return model.replay_buffer_nbytes() <= CHECKPOINT_BUFFER_LIMIT
+
+    def save_checkpoint(self, model, include_buffer: bool, keep: int) -> Path:
+        """checkpoints/stepN.polyak; only the latest `keep` files stay (0: all)."""
+        path = model.save(self.checkpoint_path(model.num_timesteps), include_buffer=include_buffer)
+        if keep > 0:
+            for old in self.checkpoints()[:-keep]:
+                old.unlink(missing_ok=True)
+        return path
+
     def read_eval(self) -> dict[str, Any]:
         return json.loads((self.path / EVAL_FILE).read_text())
 
@@ -190,9 +254,10 @@ class RunFolder:
                   "action_noise": None if getattr(model, "action_noise", None) is None else repr(model.action_noise)}
         (self.path / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
-    def logger(self, progress_bar: bool = False) -> RunLogger:
-        """The training logger: metrics.csv, episodes.csv, tensorboard/ in this folder."""
-        return RunLogger(self.path, verbose=0, progress_bar=progress_bar)
+    def logger(self, progress_bar: bool = False, resume_step: int | None = None) -> RunLogger:
+        """The training logger: metrics.csv, episodes.csv, tensorboard/ in this folder (cut back to
+        `resume_step` when a run resumes from a checkpoint there)."""
+        return RunLogger(self.path, verbose=0, progress_bar=progress_bar, resume_step=resume_step)
 
     def checkpoint_path(self, step: int) -> Path:
         return self.path / "checkpoints" / f"step{step:09d}.polyak"
@@ -228,34 +293,67 @@ class RunFolder:
 
 
 def train_one(args: argparse.Namespace) -> tuple[RunFolder, dict[str, Any], list[str]]:
-    """`polyak train ALGO --env ENV --seed S ...` for one seed: build, train with checkpoints, save, evaluate."""
+    """`polyak train ALGO --env ENV --seed S ...` for one seed: build (or resume), train with checkpoints, save,
+    evaluate.
+
+    Into a `--run-dir` that holds an unfinished run of the same command, training resumes from the latest
+    checkpoint (logs cut back to its step); a finished run is not retrained; `--fresh` starts over.
+    """
     hp, n_envs, env_kwargs = training_settings(args)
-    if args.save_buffer and registry.entry(args.algo).family == "tabular":
+    entry = registry.entry(args.algo)
+    if args.save_buffer and entry.family == "tabular":
         raise SystemExit(f"{args.algo} has no replay buffer: drop --save-buffer")
-    model = build_model(args.algo, make_training_env(args.env, n_envs, env_kwargs), args.seed, hp)
-    stamp = time_stamp()
-    folder = RunFolder.create(args.run_dir or Path(args.runs_root) / run_folder_name(args.algo, args.env, args.seed,
-                                                                                     stamp=stamp))
-    folder.write_config(algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, n_envs=n_envs, steps=args.steps,
-                        seed=args.seed, overrides=hp, model=model, variant=args.variant)
-    print(f"polyak {args.algo.upper()} on {args.env}: {args.steps} steps, seed {args.seed} -> {folder.path}",
-          flush=True)
-    logger = folder.logger(progress_bar=not args.no_progress)
+    if args.checkpoint_every < 0:
+        raise SystemExit(f"--checkpoint-every must be >= 0 (0: no checkpoints), got {args.checkpoint_every}")
+    path = Path(args.run_dir) if args.run_dir else Path(args.runs_root) / run_folder_name(
+        args.algo, args.env, args.seed, stamp=time_stamp())
+    folder = RunFolder(path)
+    settings = {"algorithm": args.algo, "env": args.env, "env_kwargs": env_kwargs, "n_envs": n_envs,
+                "steps": args.steps, "seed": args.seed, "overrides": hp, **({"variant": args.variant}
+                                                                             if args.variant else {})}
+    if folder.has_run() and args.fresh:
+        folder.clear()
+    elif folder.is_finished():
+        folder.check_same_run(settings)
+        print(f"{folder.path} holds a finished run of this command; nothing to do (--fresh retrains it)")
+        return folder, folder.read_eval(), []
+    elif folder.has_run():
+        folder.check_same_run(settings)
+    env = make_training_env(args.env, n_envs, env_kwargs)
+    checkpoint = folder.latest_checkpoint()
+    if checkpoint is not None:
+        model = entry.cls.load(checkpoint, env=env)
+        print(f"polyak {args.algo.upper()} on {args.env}: resuming {folder.path} from {checkpoint.name} "
+              f"(step {model.num_timesteps} of {args.steps})", flush=True)
+    else:
+        model = build_model(args.algo, env, args.seed, hp)
+        folder.clear()  # an unfinished run without a checkpoint starts over (files of other programs stay)
+        folder = RunFolder.create(path)
+        folder.write_config(**{k: v for k, v in settings.items() if k not in ("algorithm", "env")},
+                            algo=args.algo, env_id=args.env, model=model)
+        print(f"polyak {args.algo.upper()} on {args.env}: {args.steps} steps, seed {args.seed} -> {folder.path}",
+              flush=True)
+    folder.remove_temporary_files()
+    resume_step = model.num_timesteps if checkpoint is not None else None
+    logger = folder.logger(progress_bar=not args.no_progress, resume_step=resume_step)
     callback = None
     if args.checkpoint_every:
-        every = args.checkpoint_every
+        every, keep = args.checkpoint_every, args.keep_checkpoints
 
         def callback(m):
             if m.num_timesteps % every == 0:
-                m.save(folder.checkpoint_path(m.num_timesteps), include_buffer=args.save_buffer)
+                logger.flush()  # the logs hold every row up to the checkpoint's step
+                folder.save_checkpoint(m, include_buffer=args.save_buffer or folder.buffer_fits(m), keep=keep)
 
     t0 = time.perf_counter()
     try:
-        model.learn(args.steps, callback=callback, log_interval=args.log_interval, logger=logger)
+        model.learn(args.steps - model.num_timesteps, callback=callback, log_interval=args.log_interval,
+                    logger=logger)
     finally:
         logger.close()
     train_s = time.perf_counter() - t0
     result, notes = folder.finish(model, algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, seed=args.seed,
                                   eval_episodes=args.eval_episodes, train_seconds=train_s,
-                                  steps_per_second=args.steps / train_s, include_buffer=args.save_buffer)
+                                  steps_per_second=(args.steps - (resume_step or 0)) / train_s,
+                                  include_buffer=args.save_buffer)
     return folder, result, notes

@@ -14,26 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from polyak.algos.offpolicy.jitted import JittedLoop
-from polyak.algos.offpolicy.learner import q_divergence_message
-from polyak.algos.onpolicy import learner as onpolicy
-from polyak.algos.onpolicy.jitted import OnPolicyJittedLoop
+from polyak.algos.algorithm import NonFiniteError
+from polyak.core.monitor import log_values, nonfinite_message, warning_message
 from polyak.runs.run import RunFolder, build_model, run_folder_name, time_stamp
 
 
 @functools.lru_cache(maxsize=8)
-def _loop(spec, env, params, chunk: int):
-    if isinstance(spec, onpolicy.OnPolicySpec):
-        return OnPolicyJittedLoop(spec, env, params, chunk)
-    return JittedLoop(spec, env, params, chunk)
-
-
-def _monitor(learner) -> tuple[dict[str, np.ndarray], np.ndarray, Any]:
-    """(metrics, first non-finite step, the off-policy Q monitor or None) per seed, for either family's learner."""
-    if hasattr(learner, "monitor"):
-        metrics = dict(learner.monitor.metrics, q_abs_max_so_far=learner.monitor.q_abs_max)
-        return metrics, learner.monitor.nonfinite_step, learner.monitor
-    return learner.metrics, learner.nonfinite_step, None
+def _loop(loop_cls, spec, env, params, chunk: int):
+    return loop_cls(spec, env, params, chunk)
 
 
 def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparameters: dict[str, Any],
@@ -49,16 +37,13 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
     vector_env = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **env_kwargs)
     jax_env, params = vector_env.env, vector_env.params
     models = [build_model(algo, vector_env, seed, hyperparameters) for seed in seeds]
-    spec = models[0].spec
-    vector_steps = -(-int(steps) // n_envs)
-    if isinstance(spec, onpolicy.OnPolicySpec):  # whole rollouts: round the run up to them
-        rollout = spec.cfg.n_steps
-        vector_steps = -(-vector_steps // rollout) * rollout
-        # at least two rollouts per call: XLA:CPU drops a loop of one trip, ~5% slower (BENCHMARKS.md)
-        chunk = max(2 * rollout, chunk // rollout * rollout)
-    chunk = min(chunk, vector_steps)
+    spec, loop_cls = models[0].spec, type(models[0]).jax_env_loop
+    if loop_cls is None:
+        raise ValueError(f"{algo} has no fully jitted loop: train its seeds in processes")
+    vector_steps, chunk = loop_cls.plan_steps(spec, -(-int(steps) // n_envs), chunk)
     full, rest = divmod(vector_steps, chunk)
-    plan = [_loop(spec, jax_env, params, chunk)] * full + ([_loop(spec, jax_env, params, rest)] if rest else [])
+    plan = [_loop(loop_cls, spec, jax_env, params, chunk)] * full + (
+        [_loop(loop_cls, spec, jax_env, params, rest)] if rest else [])
     stamp = time_stamp()
     folders = [RunFolder.create(Path(run_dir) / f"seed{seed}" if run_dir is not None else
                                 Path(run_root) / run_folder_name(algo, env_id, seed, stamp=stamp)) for seed in seeds]
@@ -75,26 +60,26 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
                         unit="step", mininterval=0.5)
     t0 = time.perf_counter()
     states = plan[0].init(jnp.asarray(seeds, jnp.uint32))
-    if hasattr(spec.agent, "start_run"):  # e.g. the epsilon schedule's length, as model.learn(steps) sets it
-        states = states._replace(learner=states.learner._replace(
-            agent=spec.agent.start_run(states.learner.agent, int(steps))))
+    # schedules that depend on the run's length (DQN's epsilon), as model.learn(steps) sets them
+    states = states._replace(learner=states.learner._replace(
+        agent=spec.agent.start_run(states.learner.agent, int(steps))))
     done_steps, warned = 0, set()
     for loop in plan:
         states, logs = loop.run_chunk(states, jnp.int32(done_steps))
-        logs, (metrics_all, nonfinite_step, q_monitor) = jax.device_get((logs, _monitor(states.learner)))
+        logs, diagnostics = jax.device_get((logs, loop.diagnostics(states.learner)))
         for i, logger in enumerate(loggers):
-            message = None if q_monitor is None else q_divergence_message(jax.tree.map(lambda x: x[i], q_monitor),
-                                                                          spec.cfg.gamma)
+            mine = jax.tree.map(lambda x, i=i: x[i], diagnostics)
+            message = warning_message(mine, spec.cfg.gamma)
             if message is not None and seeds[i] not in warned:  # as the host loop: once per run
                 warned.add(seeds[i])
                 warnings.warn(f"seed {seeds[i]}: {message}", RuntimeWarning, stacklevel=2)
             for t, e in zip(*np.nonzero(logs.done[:, i])):
                 step = (done_steps + t + 1) * n_envs
                 logger.episode(step, float(logs.episode_return[t, i, e]), int(logs.episode_length[t, i, e]))
-            logger.metrics((done_steps + loop.chunk) * n_envs, {k: float(v[i]) for k, v in metrics_all.items()})
-            if nonfinite_step[i] >= 0:
-                raise FloatingPointError(f"seed {seeds[i]}: non-finite loss at environment step "
-                                         f"{int(nonfinite_step[i])}")
+            logger.metrics((done_steps + loop.chunk) * n_envs, {k: float(v) for k, v in log_values(mine).items()})
+            error = nonfinite_message(mine)
+            if error is not None:
+                raise NonFiniteError(f"seed {seeds[i]}: {error}")
         done_steps += loop.chunk
         if progress is not None:
             progress.update(loop.chunk * n_envs)

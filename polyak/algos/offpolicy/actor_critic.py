@@ -1,10 +1,11 @@
-"""What every actor-critic agent shares: the critic ensemble, the optimiser and the critic step."""
+"""What every off-policy actor-critic agent shares: the critic ensemble, the optimiser and the critic step;
+and the deterministic actor of DDPG and TD3."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,16 +13,18 @@ import optax
 
 from polyak.core.config import OffPolicyConfig
 from polyak.core.networks import CriticEnsemble, DeterministicActor
-from polyak.core.types import Transition
+from polyak.core.optim import gradient_step
+from polyak.core.types import Agent, Transition
 
 
 @dataclass(frozen=True)
-class ActorCriticAgent:
+class ActorCriticAgent(Agent):
     """Base of the hashable agent objects (jit-static): hyperparameters and space sizes."""
 
     cfg: OffPolicyConfig
     obs_dim: int
     act_dim: int
+    has_critic: ClassVar[bool] = True
 
     @cached_property
     def critic(self) -> CriticEnsemble:
@@ -31,9 +34,8 @@ class ActorCriticAgent:
     def optimizer(self) -> optax.GradientTransformation:
         return optax.adam(self.cfg.learning_rate)
 
-    def adam_step(self, params, grads, opt_state):
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+    def q_values(self, state, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return self.critic.apply(state.critic_params, obs, action)
 
     def critic_step(self, critic_params, critic_opt, batch: Transition, y: jax.Array):
         """L_Q = 1/2 sum_j mean (Q_j(s, a) - y)^2 and one Adam step; returns (params, opt, loss, Q)."""
@@ -41,9 +43,7 @@ class ActorCriticAgent:
             q = self.critic.apply(params, batch.obs, batch.action)
             return 0.5 * ((q - y) ** 2).mean(axis=1).sum(), q
 
-        (loss, q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(critic_params)
-        critic_params, critic_opt = self.adam_step(critic_params, grads, critic_opt)
-        return critic_params, critic_opt, loss, q
+        return gradient_step(self.optimizer, critic_loss_fn, critic_params, critic_opt)
 
 
 class TD3State(NamedTuple):
@@ -80,8 +80,8 @@ class DeterministicAgent(ActorCriticAgent):
     def actor_step(self, state: TD3State, critic_params, obs: jax.Array):
         """L_mu = -mean Q_1(s, mu(s)), one Adam step."""
         def actor_loss_fn(actor_params):
-            return -self.critic.apply(critic_params, obs, self.actor.apply(actor_params, obs))[0].mean()
+            return -self.critic.apply(critic_params, obs, self.actor.apply(actor_params, obs))[0].mean(), None
 
-        loss, grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
-        actor_params, actor_opt = self.adam_step(state.actor_params, grads, state.actor_opt)
+        actor_params, actor_opt, loss, _ = gradient_step(self.optimizer, actor_loss_fn, state.actor_params,
+                                                         state.actor_opt)
         return actor_params, actor_opt, loss

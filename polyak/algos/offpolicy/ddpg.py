@@ -20,7 +20,7 @@ from polyak.algos.offpolicy.host import OffPolicyAlgorithm
 from polyak.algos.registry import register
 from polyak.core.config import HyperparameterError, OffPolicyConfig
 from polyak.core.losses import bootstrap_target, polyak_average
-from polyak.core.types import Transition
+from polyak.core.types import Transition, UpdateInfo
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class DDPGConfig(OffPolicyConfig):
 class DDPGAgent(DeterministicAgent):
     cfg: DDPGConfig
 
-    def update(self, state: TD3State, batch: Transition, key: jax.Array) -> tuple[TD3State, dict[str, jax.Array]]:
+    def update(self, state: TD3State, batch: Transition, key: jax.Array) -> tuple[TD3State, dict, UpdateInfo]:
         cfg = self.cfg
         # 1. target: y = r + gamma (1 - d) Q'(s', mu'(s'))
         next_action = self.actor.apply(state.target_actor_params, batch.next_obs)
@@ -55,9 +55,8 @@ class DDPGAgent(DeterministicAgent):
             polyak_average(actor_params, state.target_actor_params, cfg.tau),
             polyak_average(critic_params, state.target_critic_params, cfg.tau),
             actor_opt, critic_opt, state.n_updates + 1, actor_loss)
-        metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss,
-                   "q_mean": q.mean(), "q_abs_max": jnp.abs(q).max()}
-        return new_state, metrics
+        metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "q_mean": q.mean()}
+        return new_state, metrics, UpdateInfo(q_abs_max=jnp.abs(q).max())
 
 
 @register(family="offpolicy", action_kinds=("Box",))
@@ -67,3 +66,4 @@ class DDPG(OffPolicyAlgorithm):
     name = "ddpg"
     config_cls = DDPGConfig
     agent_cls = DDPGAgent
+    gaussian_exploration = True

@@ -16,7 +16,7 @@ computed on the device from the learner's step counter, so the host loop, the fu
 and vmap over seeds explore alike. During the warm-up (learning_starts) actions are uniform.
 
 Everything else (replay buffer, warm-up, train_freq and gradient_steps (the UTD ratio), observation
-normaliser, checkpoints, host and jitted loops) is the off-policy machinery of `base.py`.
+normaliser, checkpoints, host and jitted loops) is the off-policy machinery (`offpolicy/learner.py`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from polyak.algos.registry import register
 from polyak.core.config import HyperparameterError, OffPolicyConfig
 from polyak.core.losses import bootstrap_target, polyak_average
 from polyak.core.networks import MLP
-from polyak.core.types import NStepTransition, Transition
+from polyak.core.optim import gradient_step
+from polyak.core.types import Agent, NStepTransition, Transition, UpdateInfo
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def q_of(q_values: jax.Array, action: jax.Array) -> jax.Array:
 
 
 @dataclass(frozen=True)
-class DQNAgent:
+class DQNAgent(Agent):
     """The pure functions of DQN for given hyperparameters and space sizes (hashable, jit-static).
 
     Actions are indices 0..n_actions-1, carried as one float column (act_dim = 1) by the loop and
@@ -135,6 +136,11 @@ class DQNAgent:
     obs_dim: int
     n_actions: int
     act_dim: ClassVar[int] = 1
+    has_critic: ClassVar[bool] = True
+
+    @property
+    def return_steps(self) -> int:
+        return self.cfg.n_steps
 
     @cached_property
     def q_network(self) -> MLP:
@@ -175,7 +181,7 @@ class DQNAgent:
         steps = jnp.float32(self.cfg.exploration_fraction * total_timesteps)
         return state._replace(exploration_steps=jnp.where(state.exploration_steps < 0, steps, state.exploration_steps))
 
-    def critic_values(self, state: DQNState, obs: jax.Array, action: jax.Array) -> jax.Array:
+    def q_values(self, state: DQNState, obs: jax.Array, action: jax.Array) -> jax.Array:
         """Q(s, a) of the given actions (a float column of indices), shape (1, batch) like a critic ensemble."""
         return q_of(self.q_network.apply(state.q_params, obs), action[:, 0].astype(jnp.int32))[None]
 
@@ -193,7 +199,7 @@ class DQNAgent:
         return jax.lax.stop_gradient(bootstrap_target(batch.reward, batch.terminated, discount, next_q))
 
     def update(self, state: DQNState, batch: Transition | NStepTransition,
-               key: jax.Array) -> tuple[DQNState, dict[str, jax.Array]]:
+               key: jax.Array) -> tuple[DQNState, dict[str, jax.Array], UpdateInfo]:
         cfg, q_net = self.cfg, self.q_network
         action = batch.action[:, 0].astype(jnp.int32)
 
@@ -205,9 +211,7 @@ class DQNAgent:
             q = q_of(q_net.apply(q_params, batch.obs), action)
             return td_loss(q - y, cfg.loss).mean(), q
 
-        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.q_params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.q_params)
-        q_params = optax.apply_updates(state.q_params, updates)
+        q_params, opt_state, loss, q = gradient_step(self.optimizer, loss_fn, state.q_params, state.opt_state)
 
         # 3. target network: every target_update_interval steps, theta' <- tau theta + (1 - tau) theta'
         n_updates = state.n_updates + 1
@@ -216,8 +220,8 @@ class DQNAgent:
         target_params = jax.tree.map(lambda new, old: jnp.where(due, new, old), new_target, state.target_params)
 
         new_state = DQNState(q_params, target_params, opt_state, n_updates, state.exploration_steps)
-        metrics = {"loss": loss, "q_mean": q.mean(), "q_abs_max": jnp.abs(q).max(), "target_mean": y.mean()}
-        return new_state, metrics
+        metrics = {"loss": loss, "q_mean": q.mean(), "target_mean": y.mean()}
+        return new_state, metrics, UpdateInfo(q_abs_max=jnp.abs(q).max())
 
 
 @register(family="offpolicy", action_kinds=("Discrete",))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import warnings
-from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -13,27 +10,31 @@ import jax.numpy as jnp
 import numpy as np
 
 from polyak.algos import registry
-from polyak.algos.algorithm import Algorithm, Callback, NonFiniteError
+from polyak.algos.algorithm import Algorithm, compile_ahead
+from polyak.algos.offpolicy.jitted import JittedLoop
 from polyak.algos.offpolicy.learner import (
     Learner,
     LoopSpec,
     compiled,
+    diagnostics,
     new_buffer,
-    q_divergence_message,
 )
 from polyak.core.config import HyperparameterError
 from polyak.core.noise import NormalActionNoise, noise_from_config, noise_to_config
 from polyak.core.returns import nstep_clear
 from polyak.envs.spaces import DiscreteActions, action_size, check_spaces
-from polyak.io.logger import RunLogger
 
 
 class OffPolicyAlgorithm(Algorithm):
     """The off-policy family's part of the model API: replay buffer, warm-up, exploration noise or epsilon,
     K gradient steps per env step in one donated jitted call, Q-value monitoring."""
 
+    jax_env_loop = JittedLoop
+
     has_q_critic: ClassVar[bool] = True
     action_space_kind: ClassVar[str] = "Box"  # the gymnasium action space the algorithm handles ("Discrete": DQN)
+    # Without action_noise: Gaussian noise of std config.exploration_noise (deterministic policies), or none
+    gaussian_exploration: ClassVar[bool] = False
 
     def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, action_noise=None, **kwargs: Any):
         self.action_noise = action_noise  # checked in _configure, once the config exists
@@ -41,7 +42,7 @@ class OffPolicyAlgorithm(Algorithm):
 
     # -- construction ----------------------------------------------------------------------
     def _configure(self) -> None:
-        if self.action_noise is None and hasattr(self.config, "exploration_noise"):
+        if self.action_noise is None and self.gaussian_exploration:
             self.action_noise = NormalActionNoise(0.0, self.config.exploration_noise)
         noise_to_config(self.action_noise)  # validates the type
         if self.action_noise is not None and self.action_space_kind != "Box":
@@ -74,99 +75,40 @@ class OffPolicyAlgorithm(Algorithm):
         self.learner, action = self._fns["first_action"](self.learner, jnp.asarray(obs), jnp.float32(random))
         return np.asarray(action)
 
-    # -- training --------------------------------------------------------------------------
-    def learn(self, total_timesteps: int, callback: Callback | None = None, log_interval: int = 1000,
-              progress_bar: bool = False, run_dir: str | Path | None = None, reset_num_timesteps: bool = False,
-              logger: RunLogger | None = None) -> "OffPolicyAlgorithm":
-        """Train for `total_timesteps` more environment steps.
-
-        `callback(model)` runs after every environment step; returning False stops training.
-        Metrics are synced from the device every `log_interval` steps.
-        """
-        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
+    # -- training: the device side of the host loop (`Algorithm.learn`) --------------------------
+    def _host_steps(self, total_timesteps: int):
+        """Per environment step two donated jitted calls, store_step and train_step (or the collect-only
+        step: warm-up, or between train_freq steps); the host syncs the next action and one int."""
         if self.learner.buffer is None:
             self.learner = self.learner._replace(buffer=jax.tree.map(jnp.array, new_buffer(
                 self.spec, self.config.buffer_size)))
-        if hasattr(self.agent, "start_run"):  # e.g. the epsilon schedule's length (kept if already set)
-            self.learner = self.learner._replace(agent=self.agent.start_run(
-                self.learner.agent, self.num_timesteps + int(total_timesteps)))
-        self._start_episodes()
-        cfg, n_envs = self.config, self.n_envs
+        cfg, n_envs, columns = self.config, self.n_envs, self.spec.columns
         n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * n_envs
         store_fn, train_fn, collect_fn = self._fns["store"], self._fns["train"](n_grad), self._fns["train"](0)
-        cols = self.spec.columns()
-        packed = np.zeros((n_envs, max(s.stop for s in cols.values())), np.float32)
-        if self.num_timesteps < cfg.learning_starts and not getattr(self, "_compile_started", False):
-            self._compile_started = True  # once per model: later learn() calls hit JAX's cache
-            self._compile_in_background(train_fn, packed)
-        target = self.num_timesteps + int(total_timesteps)
-        next_log = (self.num_timesteps // log_interval + 1) * log_interval
-        logger.start(int(total_timesteps), self.num_timesteps)
-        try:
-            while self.num_timesteps < target:
-                action = self._pending_action
-                batch = self._step_envs()
-                self.num_timesteps += int(batch.valid.sum())
-                vector_step = self.num_timesteps // n_envs
-                learning = self.num_timesteps >= cfg.learning_starts
-                packed[:, cols["obs"]] = self._obs
-                packed[:, cols["action"]] = action
-                packed[:, cols["reward"]] = batch.reward[:, None]
-                packed[:, cols["next_obs"]] = batch.next_obs
-                packed[:, cols["terminated"]] = batch.terminated[:, None]
-                packed[:, cols["truncated"]] = batch.truncated[:, None]
-                packed[:, cols["valid"]] = batch.valid[:, None]
-                packed[:, cols["act_obs"]] = batch.obs
-                packed[:, cols["episode_start"]] = batch.episode_start[:, None]
-                packed[:, cols["random"]] = 0.0 if learning else 1.0
-                fn = train_fn if learning and vector_step % cfg.train_freq == 0 else collect_fn
-                buffer, window = store_fn(self.learner.buffer, self.learner.window, packed)
-                self.learner = self.learner._replace(buffer=buffer, window=window)
-                self.learner, next_action, bad_step = fn(self.learner, packed)
-                next_action, bad_step = jax.device_get((next_action, bad_step))
-                if bad_step >= 0:
-                    self._raise_nonfinite_loss()
-                self._record_episodes(batch, logger)
-                self._obs, self._pending_action = batch.obs, np.asarray(next_action)
-                logger.progress(int(batch.valid.sum()))
-                if self.num_timesteps >= next_log:
-                    self._log(logger)
-                    next_log += log_interval
-                if callback is not None and callback(self) is False:
-                    break
-        finally:
-            if own_logger:
-                logger.close()
-        return self
+        packed = columns.zeros(n_envs)
+        if self.num_timesteps < cfg.learning_starts:  # compile the training step while warm-up steps run
+            compile_ahead(train_fn, self.learner, packed)
 
-    def _compile_in_background(self, train_fn, packed: np.ndarray) -> None:
-        """Compile the training step on a second thread while warm-up steps run on this one
-        (XLA releases the GIL); the first training call then finds it in JAX's cache (~2 s saved)."""
-        shapes = jax.eval_shape(lambda learner: learner, self.learner)
+        def step(batch) -> np.ndarray:
+            learning = self.num_timesteps >= cfg.learning_starts
+            columns.fill(packed, {
+                "obs": self._obs, "action": self._pending_action, "reward": batch.reward,
+                "next_obs": batch.next_obs, "terminated": batch.terminated, "truncated": batch.truncated,
+                "valid": batch.valid, "act_obs": batch.obs, "episode_start": batch.episode_start,
+                "random": 0.0 if learning else 1.0})
+            fn = train_fn if learning and (self.num_timesteps // n_envs) % cfg.train_freq == 0 else collect_fn
+            buffer, window = store_fn(self.learner.buffer, self.learner.window, packed)
+            self.learner = self.learner._replace(buffer=buffer, window=window)
+            self.learner, next_action, bad_step = fn(self.learner, packed)
+            next_action, bad_step = jax.device_get((next_action, bad_step))
+            if bad_step >= 0:
+                self._raise_nonfinite_update()
+            return np.asarray(next_action)
 
-        def compile_quietly() -> None:
-            try:
-                train_fn.lower(shapes, packed).compile()
-            except Exception:  # the real call will raise the same error where it can be handled
-                pass
+        return step, lambda: None
 
-        threading.Thread(target=compile_quietly, name="polyak-compile", daemon=True).start()
-
-    def _raise_nonfinite_loss(self) -> None:
-        mon = jax.device_get(self.learner.monitor)
-        names = [k for i, k in enumerate(sorted(mon.metrics)) if int(mon.nonfinite_code) >> i & 1]
-        raise NonFiniteError(f"non-finite {', '.join(names)} at environment step {int(mon.nonfinite_step)} "
-                             "(training stopped; lower the learning rate or scale rewards)")
-
-    def _log(self, logger: RunLogger) -> dict[str, float]:
-        mon = jax.device_get(self.learner.monitor)
-        values = {k: float(v) for k, v in mon.metrics.items()}
-        values["q_abs_max_so_far"] = float(mon.q_abs_max)
-        message = q_divergence_message(mon, self.config.gamma)
-        if message is not None and not getattr(self, "_warned_q", False):
-            self._warned_q = True
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-        return logger.metrics(self.num_timesteps, values)
+    def _diagnostics(self):
+        return diagnostics(self.learner)
 
     # -- inference -------------------------------------------------------------------------
     def predict_q(self, observations, actions) -> np.ndarray:
@@ -197,6 +139,10 @@ class OffPolicyAlgorithm(Algorithm):
         return q[0] if single else q
 
     # -- checkpoints: the replay buffer is optional -------------------------------------------
+    def replay_buffer_nbytes(self) -> int:
+        row = jax.eval_shape(lambda: new_buffer(self.spec, 1).data)
+        return self.config.buffer_size * sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(row))
+
     def _learner_to_save(self, include_buffer: bool) -> Learner:
         return self.learner if include_buffer else self.learner._replace(buffer=None)
 

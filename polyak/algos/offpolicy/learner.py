@@ -1,49 +1,49 @@
-"""The off-policy actor-critic machinery shared by DDPG, TD3, SAC (and their descendants).
+"""The off-policy machinery shared by DDPG, TD3, SAC, DQN (and their descendants): the learner and its phases.
 
-An algorithm supplies a hashable *agent* object with three pure functions:
-    init(key) -> agent_state
-    act(agent_state, obs, key, deterministic) -> action in [-1, 1]
-    update(agent_state, batch, key) -> (agent_state, metrics)
-Agents for Discrete actions (value-based: DQN) also define
-    n_actions                                    the action index travels as one float column (act_dim = 1)
-    random_action(key, n) -> (n, act_dim)        warm-up actions (default: uniform in [-1, 1])
-    explore(agent_state, action, key, step)      exploration on the device from the env-step counter
-                                                 (epsilon-greedy; actor-critics get `noise` instead)
-    start_run(agent_state, total_timesteps)      fixes schedules that depend on the run's length
-    critic_values(agent_state, obs, action)      Q(s, a) of the taken actions, (n_critics, n)
-Everything else lives here, once: the `Learner` pytree (agent state, replay buffer, observation
-normaliser, exploration-noise state, RNG key, diagnostics), the jitted environment step (buffer
-write + K gradient steps under `lax.scan` + next action, one donated call), the host loop over
-Gymnasium environments, and the off-policy part of the SB3-style class API (the rest, checkpoints
-included, is `algorithm.Algorithm`'s).
+An algorithm supplies an agent (`polyak.core.types.Agent`): `init`, `act`, and
+`update(state, batch, key) -> (state, metrics, UpdateInfo)`, one gradient step on a batch of replay
+rows; its hooks `explore`, `random_action`, `start_run` and `q_values` have defaults there.
+Everything else lives here, once:
+
+* `Learner`: the whole training state as one pytree (agent state, replay buffer, observation
+  normaliser, exploration-noise state, RNG key, transition counter, `Monitor`, n-step window).
+* Three pure phases:
+      store_step(packed)      write one vector-env step's transitions into the buffer
+      update_phase(n)         n gradient steps on batches sampled from the buffer, under `lax.scan`;
+                              the monitor records them. No env column, no action: an offline loop
+                              runs it over a fixed buffer as is
+      explore(obs)            normaliser update and the next exploratory action (noise, epsilon, warm-up)
+  `train_step` = count the step and widen the reward bound -> update_phase -> explore. Per environment
+  step the host loop makes two donated jitted calls, store_step and train_step, and syncs only the
+  action and one int (the first non-finite step); the jitted loop composes the same functions.
+
+Observations are stored raw and normalised when sampled, with the statistics of the moment, so the
+normaliser can keep adapting without stale rows in the buffer.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from polyak.algos.packing import Columns
 from polyak.core.config import OffPolicyConfig
+from polyak.core.monitor import (
+    Diagnostics,
+    Monitor,
+    check_update,
+    monitor_init,
+    observe_rewards,
+)
 from polyak.core.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
 from polyak.core.returns import NStepWindow, nstep_init, nstep_push
-from polyak.core.types import Transition
+from polyak.core.types import Transition, UpdateInfo
 from polyak.data.buffer import ReplayBuffer, buffer_add, buffer_init, buffer_sample
-
-
-class Monitor(NamedTuple):
-    """Diagnostics kept on the device so the host only syncs at log intervals."""
-
-    metrics: dict[str, jax.Array]  # means over the last training phase's gradient steps
-    reward_abs_max: jax.Array  # largest |scaled reward| seen: with gamma it bounds |Q|
-    q_abs_max: jax.Array  # largest |Q(s, a)| on a training batch so far
-    q_exceed_step: jax.Array  # first env step where |Q| exceeded the bound (-1: never)
-    nonfinite_step: jax.Array  # first env step where a loss/metric was NaN or inf (-1: never)
-    nonfinite_code: jax.Array  # bit i set: sorted(metrics)[i] was not finite
 
 
 class Learner(NamedTuple):
@@ -59,7 +59,7 @@ class Learner(NamedTuple):
 
 @dataclass(frozen=True)
 class LoopSpec:
-    """Static (hashable) description of the jitted loop: the agent plus loop-level settings."""
+    """Static (hashable) description of the jitted steps: the agent plus loop-level settings."""
 
     agent: Any
     noise: Any  # NormalActionNoise | OrnsteinUhlenbeckActionNoise | None
@@ -80,30 +80,20 @@ class LoopSpec:
     @property
     def n_steps(self) -> int:
         """Steps summed per replay row (n-step returns); 1 for the actor-critics."""
-        return int(getattr(self.cfg, "n_steps", 1))
+        return self.agent.return_steps
 
-    # Column layout of the packed host->device array, one row per env. Discrete actions: one
-    # column holding the action index (exact as float32 below 2^24).
-    def columns(self) -> dict[str, slice]:
-        o, a = self.obs_dim, self.act_dim
-        sizes = {"obs": o, "action": a, "reward": 1, "next_obs": o, "terminated": 1, "truncated": 1, "valid": 1,
-                 "act_obs": o, "episode_start": 1, "random": 1}
-        out, start = {}, 0
-        for name, size in sizes.items():
-            out[name] = slice(start, start + size)
-            start += size
-        return out
+    @cached_property
+    def columns(self) -> Columns:
+        """The packed host->device array of one step, one row per env: the transition (obs, action,
+        reward, next_obs, flags), the observation to act on next and its flags."""
+        o, a = (self.obs_dim,), (self.act_dim,)
+        return Columns.of(obs=o, action=a, reward=(), next_obs=o, terminated=(), truncated=(), valid=(),
+                          act_obs=o, episode_start=(), random=())
 
 
-def _unpack(spec: LoopSpec, packed: jax.Array) -> dict[str, jax.Array]:
-    cols = {k: packed[:, s] for k, s in spec.columns().items()}
-    for k in ("reward", "terminated", "truncated", "valid", "episode_start", "random"):
-        cols[k] = cols[k][:, 0]
-    return cols
-
-
-def _explore(spec: LoopSpec, learner: Learner, act_obs, episode_start, random) -> tuple[Learner, jax.Array]:
-    """Update the normaliser with the new observations and choose the next (exploratory) action."""
+def explore(spec: LoopSpec, learner: Learner, act_obs, episode_start, random) -> tuple[Learner, jax.Array]:
+    """Update the normaliser with the new observations and choose the next (exploratory) action:
+    the policy's, plus action noise, through the agent's `explore`; uniform where `random` (warm-up)."""
     cfg = spec.cfg
     rms = rms_update(learner.obs_rms, act_obs, cfg.normalize_obs)
     key, k_act, k_noise, k_random = jax.random.split(learner.key, 4)
@@ -112,25 +102,20 @@ def _explore(spec: LoopSpec, learner: Learner, act_obs, episode_start, random) -
     if spec.noise is not None:
         noise, noise_state = spec.noise.sample(learner.noise, k_noise, episode_start > 0)
         action = jnp.clip(action + noise, -1.0, 1.0)
-    if hasattr(spec.agent, "explore"):  # e.g. epsilon-greedy, from the env-step counter
-        action = spec.agent.explore(learner.agent, action, k_noise, learner.step)
-    if hasattr(spec.agent, "random_action"):
-        uniform = spec.agent.random_action(k_random, action.shape[0])
-    else:
-        uniform = jax.random.uniform(k_random, action.shape, minval=-1.0, maxval=1.0)
-    action = jnp.where(random[:, None] > 0, uniform, action)
+    action = spec.agent.explore(learner.agent, action, k_noise, learner.step)
+    action = jnp.where(random[:, None] > 0, spec.agent.random_action(k_random, action.shape[0]), action)
     return learner._replace(obs_rms=rms, key=key, noise=noise_state), action
 
 
 def first_action(spec: LoopSpec, learner: Learner, obs, random) -> tuple[Learner, jax.Array]:
-    return _explore(spec, learner, obs, jnp.ones(obs.shape[0]), jnp.full(obs.shape[0], random))
+    return explore(spec, learner, obs, jnp.ones(obs.shape[0]), jnp.full(obs.shape[0], random))
 
 
 def store_step(spec: LoopSpec, buffer: ReplayBuffer, window: NStepWindow | None,
                packed: jax.Array) -> tuple[ReplayBuffer, NStepWindow | None]:
     """Write one vector-env step's transitions into the replay buffer; with n-step returns they
-    pass through the window (`boundaries.nstep_push`) and the rows it completes are written."""
-    x = _unpack(spec, packed)
+    pass through the window (`returns.nstep_push`) and the rows it completes are written."""
+    x = spec.columns.unpack(packed)
     rows = Transition(x["obs"], x["action"], x["reward"] * spec.cfg.reward_scale, x["next_obs"], x["terminated"])
     if window is None:
         return buffer_add(buffer, rows, x["valid"] > 0), None
@@ -138,57 +123,57 @@ def store_step(spec: LoopSpec, buffer: ReplayBuffer, window: NStepWindow | None,
     return buffer_add(buffer, rows, write), window
 
 
+def phase_summary(metrics: dict[str, jax.Array], info: UpdateInfo) -> tuple[dict[str, jax.Array], UpdateInfo]:
+    """A phase's per-step metrics and UpdateInfo (leading axis: gradient steps) -> the metrics to log
+    (means, and the phase's largest |Q| as the `q_abs_max` column) and the UpdateInfo for the monitor."""
+    q_abs_max = jnp.max(info.q_abs_max)
+    return ({**{k: v.mean() for k, v in metrics.items()}, "q_abs_max": q_abs_max},
+            UpdateInfo(q_abs_max, jnp.mean(info.soft_bonus)))
+
+
+def update_phase(spec: LoopSpec, n_grad: int, learner: Learner) -> Learner:
+    """`n_grad` gradient steps: sample the batches from the learner's buffer, normalise them with the
+    current statistics, run `agent.update` under `lax.scan`, record the phase in the monitor."""
+    cfg = spec.cfg
+    # All batches are sampled up front (a buffer closed over by the scan body is copied into the loop).
+    key, k_batch = jax.random.split(learner.key)
+    batches = jax.vmap(lambda k: buffer_sample(learner.buffer, k, cfg.batch_size))(jax.random.split(k_batch, n_grad))
+    normalize = functools.partial(rms_normalize, learner.obs_rms, enabled=cfg.normalize_obs)
+    batches = batches._replace(obs=normalize(batches.obs), next_obs=normalize(batches.next_obs))
+
+    def gradient_step(carry, batch):
+        agent_state, key = carry
+        key, k_update = jax.random.split(key)
+        agent_state, metrics, info = spec.agent.update(agent_state, batch, k_update)
+        return (agent_state, key), (metrics, info)
+
+    (agent, key), (metrics, info) = jax.lax.scan(gradient_step, (learner.agent, key), batches, unroll=n_grad == 1)
+    metrics, info = phase_summary(metrics, info)
+    monitor = check_update(learner.monitor, metrics, info, learner.step, cfg.gamma)
+    return learner._replace(agent=agent, key=key, monitor=monitor)
+
+
 def train_step(spec: LoopSpec, n_grad: int, learner: Learner, packed: jax.Array):
-    """Count the step, run `n_grad` gradient steps on batches from the buffer, pick the next action.
+    """Count the step and widen the reward bound, run `n_grad` gradient steps, pick the next action.
 
-    Kept apart from `store_step`: when the buffer write and the batch gathers share one XLA
-    program, XLA copies the whole donated buffer on every call (measured: +2 ms per step at 1e6 rows).
+    Returns (learner, action, first non-finite step): the host syncs the action and that int. Kept
+    apart from `store_step`: when the buffer write and the batch gathers share one XLA program, XLA
+    copies the whole donated buffer on every call (BENCHMARKS.md, 'Where the time goes').
     """
-    cfg, x = spec.cfg, _unpack(spec, packed)
-    agent, key = learner.agent, learner.key
+    x = spec.columns.unpack(packed)
     valid = x["valid"] > 0
-    step = learner.step + valid.sum().astype(jnp.int32)
-    reward_abs_max = jnp.where(valid, jnp.abs(x["reward"] * cfg.reward_scale), 0.0).max()
-    monitor = learner.monitor._replace(reward_abs_max=jnp.maximum(learner.monitor.reward_abs_max, reward_abs_max))
+    learner = learner._replace(step=learner.step + valid.sum().astype(jnp.int32),
+                               monitor=observe_rewards(learner.monitor, x["reward"] * spec.cfg.reward_scale, valid))
     if n_grad > 0:
-        # All batches are sampled up front (a buffer closed over by the scan body is copied into the loop).
-        key, k_batch = jax.random.split(key)
-        batches = jax.vmap(lambda k: buffer_sample(learner.buffer, k, cfg.batch_size))(jax.random.split(k_batch, n_grad))
-        normalize = functools.partial(rms_normalize, learner.obs_rms, enabled=cfg.normalize_obs)
-        batches = batches._replace(obs=normalize(batches.obs), next_obs=normalize(batches.next_obs))
-
-        def gradient_step(carry, batch):
-            agent_state, key = carry
-            key, k_update = jax.random.split(key)
-            agent_state, metrics = spec.agent.update(agent_state, batch, k_update)
-            return (agent_state, key), metrics
-
-        (agent, key), metrics = jax.lax.scan(gradient_step, (agent, key), batches, unroll=n_grad == 1)
-        q_abs_max = metrics["q_abs_max"].max()
-        metrics = {k: v.mean() for k, v in metrics.items()}
-        metrics["q_abs_max"] = q_abs_max
-        monitor = _check(spec, monitor, metrics, step)
-    learner = learner._replace(agent=agent, key=key, step=step, monitor=monitor)
-    learner, action = _explore(spec, learner, x["act_obs"], x["episode_start"], x["random"])
+        learner = update_phase(spec, n_grad, learner)
+    learner, action = explore(spec, learner, x["act_obs"], x["episode_start"], x["random"])
     return learner, action, learner.monitor.nonfinite_step
 
 
-def _check(spec: LoopSpec, monitor: Monitor, metrics: dict, step) -> Monitor:
-    names = sorted(metrics)
-    bad = jnp.stack([~jnp.isfinite(metrics[k]) for k in names])
-    code = jnp.sum(jnp.where(bad, 2 ** jnp.arange(len(names)), 0)).astype(jnp.int32)
-    first_bad = (monitor.nonfinite_step < 0) & bad.any()
-    # |Q| <= (max |r| + soft bonus) / (1 - gamma); SAC's soft bonus is alpha * entropy per step.
-    gamma = spec.cfg.gamma
-    soft_bonus = metrics.get("alpha", 0.0) * jnp.abs(metrics.get("entropy", 0.0))
-    bound = (monitor.reward_abs_max + soft_bonus) / (1.0 - gamma) if gamma < 1 else jnp.inf
-    exceed = (monitor.q_exceed_step < 0) & (metrics["q_abs_max"] > bound)
-    return monitor._replace(
-        metrics=metrics,
-        q_abs_max=jnp.maximum(monitor.q_abs_max, metrics["q_abs_max"]),
-        q_exceed_step=jnp.where(exceed, step, monitor.q_exceed_step),
-        nonfinite_step=jnp.where(first_bad, step, monitor.nonfinite_step),
-        nonfinite_code=jnp.where(first_bad, code, monitor.nonfinite_code))
+def diagnostics(learner: Learner) -> Diagnostics:
+    """The learner's metrics and checks in the shape every family's loop reads (`core.monitor`)."""
+    m = learner.monitor
+    return Diagnostics(m.metrics, m.nonfinite_step, m.nonfinite_code, m)
 
 
 def policy_action(spec: LoopSpec, agent_state, obs_rms, obs, key, deterministic: bool):
@@ -203,9 +188,7 @@ def critic_values(spec: LoopSpec, agent_state, obs_rms, obs, action):
     critics learn scaled rewards, so their output is divided by `reward_scale`.
     """
     obs = rms_normalize(obs_rms, obs, enabled=spec.cfg.normalize_obs)
-    if hasattr(spec.agent, "critic_values"):  # value-based agents: Q(s, .) at the taken action
-        return spec.agent.critic_values(agent_state, obs, action).T / spec.cfg.reward_scale
-    return spec.agent.critic.apply(agent_state.critic_params, obs, action).T / spec.cfg.reward_scale
+    return spec.agent.q_values(agent_state, obs, action).T / spec.cfg.reward_scale
 
 
 def init_learner(spec: LoopSpec, key: jax.Array, with_buffer: bool = True) -> Learner:
@@ -213,29 +196,20 @@ def init_learner(spec: LoopSpec, key: jax.Array, with_buffer: bool = True) -> Le
     cfg, agent = spec.cfg, spec.agent
     k_agent, k_loop = jax.random.split(key)
     agent_state = agent.init(k_agent)
-    row = new_buffer(spec, 1).data
-    metric_shapes = jax.eval_shape(
-        agent.update, agent_state, jax.tree.map(lambda x: jnp.zeros((cfg.batch_size,) + x.shape[1:], x.dtype), row),
-        k_loop)[1]
-    metrics = {k: jnp.zeros(v.shape, v.dtype) for k, v in metric_shapes.items()}
-    minus_one = jnp.asarray(-1, jnp.int32)
-    monitor = Monitor(metrics, jnp.zeros(()), jnp.zeros(()), minus_one, minus_one, jnp.zeros((), jnp.int32))
+    batch = jax.tree.map(lambda x: jnp.zeros((cfg.batch_size,) + x.shape[1:], x.dtype), new_buffer(spec, 1).data)
+
+    def one_phase(state, batch, key):  # the monitor's metrics: those of a phase of one gradient step
+        _, metrics, info = agent.update(state, batch, key)
+        return phase_summary(*jax.tree.map(lambda x: jnp.asarray(x)[None], (metrics, info)))[0]
+
+    metric_shapes = jax.eval_shape(one_phase, agent_state, batch, k_loop)
+    monitor = monitor_init({k: jnp.zeros(v.shape, v.dtype) for k, v in metric_shapes.items()})
     noise = (spec.noise.init(spec.n_envs, agent.act_dim) if spec.noise is not None
              else jnp.zeros((spec.n_envs, agent.act_dim)))
     buffer = new_buffer(spec, cfg.buffer_size) if with_buffer else None
     window = nstep_init(spec.n_envs, spec.n_steps, agent.obs_dim, agent.act_dim) if spec.n_steps > 1 else None
     return Learner(agent_state, buffer, rms_init(agent.obs_dim), noise, k_loop, jnp.zeros((), jnp.int32), monitor,
                    window)
-
-
-def q_divergence_message(monitor: Monitor, gamma: float) -> str | None:
-    """The warning for a monitor (on the host) whose |Q| has exceeded max|r|/(1-gamma); None if it has not."""
-    if int(monitor.q_exceed_step) < 0:
-        return None
-    bound = float(monitor.reward_abs_max) / (1 - gamma) if gamma < 1 else math.inf
-    return (f"possible Q-value divergence: |Q| exceeded the bound max|r|/(1-gamma) ~ {bound:.4g} implied by the "
-            f"rewards seen and gamma={gamma}, first at environment step {int(monitor.q_exceed_step)} "
-            f"(max |Q| so far {float(monitor.q_abs_max):.4g})")
 
 
 def new_buffer(spec: LoopSpec, capacity: int) -> ReplayBuffer:
@@ -252,13 +226,8 @@ def compiled(spec: LoopSpec):
         "store": jax.jit(functools.partial(store_step, spec), donate_argnums=(0, 1)),
         "train": functools.lru_cache(maxsize=8)(
             lambda n: jax.jit(functools.partial(train_step, spec, n), donate_argnums=0)),
+        "update_phase": functools.lru_cache(maxsize=8)(
+            lambda n: jax.jit(functools.partial(update_phase, spec, n), donate_argnums=0)),
         "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
         "q": jax.jit(functools.partial(critic_values, spec)),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# The SB3-style class
-# --------------------------------------------------------------------------------------------
-
-

@@ -23,7 +23,8 @@ from polyak.algos.registry import register
 from polyak.core.config import HyperparameterError, OffPolicyConfig
 from polyak.core.losses import bootstrap_target, polyak_average
 from polyak.core.networks import GaussianActor, squashed_gaussian_sample
-from polyak.core.types import Transition
+from polyak.core.optim import apply_gradients, gradient_step
+from polyak.core.types import Transition, UpdateInfo
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,16 @@ class SACAgent(ActorCriticAgent):
     def sample_action(self, actor_params, obs, key):
         return squashed_gaussian_sample(*self.actor.apply(actor_params, obs), key)
 
-    def update(self, state: SACState, batch: Transition, key: jax.Array) -> tuple[SACState, dict[str, jax.Array]]:
+    def entropy_temperature(self, state: SACState) -> jax.Array:
+        return jnp.exp(state.log_alpha)
+
+    def policy_entropy(self, state: SACState, obs: jax.Array, key: jax.Array, n_samples: int = 256) -> jax.Array:
+        """H(pi(.|s)) = -E_{a~pi} log pi(a|s) per state, a Monte-Carlo estimate over n_samples actions."""
+        sample = lambda k: self.sample_action(state.actor_params, obs, k)  # noqa: E731
+        _, log_prob = jax.vmap(sample)(jax.random.split(key, n_samples))
+        return -log_prob.mean(axis=0)
+
+    def update(self, state: SACState, batch: Transition, key: jax.Array) -> tuple[SACState, dict, UpdateInfo]:
         cfg = self.cfg
         k_next, k_pi = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
@@ -127,15 +137,15 @@ class SACAgent(ActorCriticAgent):
             q_pi = self.critic.apply(critic_params, batch.obs, action).min(axis=0)
             return (alpha * log_prob - q_pi).mean(), log_prob
 
-        (actor_loss, log_prob), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor_params)
-        actor_params, actor_opt = self.adam_step(state.actor_params, grads, state.actor_opt)
+        actor_params, actor_opt, actor_loss, log_prob = gradient_step(self.optimizer, actor_loss_fn,
+                                                                      state.actor_params, state.actor_opt)
 
         # 4. temperature: L(log_alpha) = -mean log_alpha (log pi + H_target)
         log_alpha, alpha_opt = state.log_alpha, state.alpha_opt
         entropy_gap = jax.lax.stop_gradient(log_prob + self.target_entropy).mean()
         alpha_loss = -state.log_alpha * entropy_gap
-        if cfg.learn_alpha:
-            log_alpha, alpha_opt = self.adam_step(state.log_alpha, -entropy_gap, state.alpha_opt)  # dL/dlog_alpha
+        if cfg.learn_alpha:  # dL/dlog_alpha = -mean (log pi + H_target)
+            log_alpha, alpha_opt = apply_gradients(self.optimizer, state.log_alpha, -entropy_gap, state.alpha_opt)
 
         # 5. Polyak averaging of the target critics
         n_updates = state.n_updates + 1
@@ -145,11 +155,11 @@ class SACAgent(ActorCriticAgent):
             target = jax.tree.map(lambda new, old: jnp.where(due, new, old), target, state.target_critic_params)
 
         new_state = SACState(actor_params, critic_params, target, log_alpha, actor_opt, critic_opt, alpha_opt, n_updates)
-        metrics = {
-            "critic_loss": critic_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss,
-            "alpha": alpha, "entropy": -log_prob.mean(), "q_mean": q.mean(), "q_abs_max": jnp.abs(q).max(),
-        }
-        return new_state, metrics
+        entropy = -log_prob.mean()
+        metrics = {"critic_loss": critic_loss, "actor_loss": actor_loss, "alpha_loss": alpha_loss,
+                   "alpha": alpha, "entropy": entropy, "q_mean": q.mean()}
+        # the soft target adds alpha H per step to the reward: |Q| <= (max |r| + alpha |H|) / (1 - gamma)
+        return new_state, metrics, UpdateInfo(q_abs_max=jnp.abs(q).max(), soft_bonus=alpha * jnp.abs(entropy))
 
 
 @register(family="offpolicy", action_kinds=("Box",))

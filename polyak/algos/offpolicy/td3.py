@@ -21,7 +21,7 @@ from polyak.algos.offpolicy.host import OffPolicyAlgorithm
 from polyak.algos.registry import register
 from polyak.core.config import HyperparameterError, OffPolicyConfig
 from polyak.core.losses import bootstrap_target, polyak_average
-from polyak.core.types import Transition
+from polyak.core.types import Transition, UpdateInfo
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class TD3Config(OffPolicyConfig):
 class TD3Agent(DeterministicAgent):
     cfg: TD3Config
 
-    def update(self, state: TD3State, batch: Transition, key: jax.Array) -> tuple[TD3State, dict[str, jax.Array]]:
+    def update(self, state: TD3State, batch: Transition, key: jax.Array) -> tuple[TD3State, dict, UpdateInfo]:
         cfg = self.cfg
         # 1. target policy smoothing: a' = clip(mu'(s') + clip(eps, -c, c), -1, 1)
         eps = cfg.target_policy_noise * jax.random.normal(key, batch.action.shape)
@@ -68,9 +68,8 @@ class TD3Agent(DeterministicAgent):
                 target_critic_params=polyak_average(state.critic_params, state.target_critic_params, cfg.tau))
 
         state = jax.lax.cond(n_updates % cfg.policy_delay == 0, delayed, lambda s: s, state)
-        metrics = {"critic_loss": critic_loss, "actor_loss": state.last_actor_loss,
-                   "q_mean": q.mean(), "q_abs_max": jnp.abs(q).max()}
-        return state, metrics
+        metrics = {"critic_loss": critic_loss, "actor_loss": state.last_actor_loss, "q_mean": q.mean()}
+        return state, metrics, UpdateInfo(q_abs_max=jnp.abs(q).max())
 
 
 @register(family="offpolicy", action_kinds=("Box",))
@@ -80,3 +79,4 @@ class TD3(OffPolicyAlgorithm):
     name = "td3"
     config_cls = TD3Config
     agent_cls = TD3Agent
+    gaussian_exploration = True

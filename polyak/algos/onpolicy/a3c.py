@@ -8,7 +8,7 @@ and loops:
   3. advantages    A_t = sum_{k<m} gamma^k r_{t+k} + gamma^m V(s_{t+m}; theta') - V(s_t; theta')
                    (A2C's n-step advantages: GAE with lambda = 1, cut at episode ends)
   4. gradient      g = grad_theta' [-mean log pi(a_t|s_t) A_t + c_v mean (V(s_t) - R_t)^2 - c_H H[pi]]
-                   (A2C's loss, `polyak.algos.a2c.actor_critic_loss`)
+                   (A2C's loss, `onpolicy.actor_critic.actor_critic_loss`)
   5. push          theta <- theta + RMSprop(g)           under a lock, shared optimiser statistics
 Between a worker's sync and its push other workers may have pushed: its gradient is *stale*, taken
 at parameters older than the ones it is applied to. That is what makes A3C asynchronous; the
@@ -29,14 +29,10 @@ threads push is up to the scheduler (so is an uninterrupted run: A3C is not repr
 When is it faster than A2C on a CPU? Worker threads pay off when the time of a step is spent
 outside the GIL: an env that waits for a simulator, a control system or a C extension, with
 cores to spare. Then one worker's wait overlaps another's step, while A2C's synchronous vector env
-waits for its envs one after the other (measured on CartPole with a 1 ms sleep per step: 2 workers
-1.4x, 4 workers 1.8x the env steps/s of A2C with 2 / 4 synchronous envs). They do not pay off for
-a small MLP on a fast pure-Python env (CartPole as is): per env step a worker makes one jitted call
-for one observation where A2C makes one for all its envs, the Python around it holds the GIL and so
-runs one thread at a time, and XLA's own threads already use the cores inside each call. There
-A3C costs more CPU time per env step than A2C (measured 1.2-1.5x A2C with 2 envs, 2.5x with 4);
-wall-clock rates on a busy machine can still favour A3C, whose threads get a larger share of the
-cores, which is not a speed-up of the method.
+waits for its envs one after the other. They do not pay off for a small MLP on a fast pure-Python
+env (CartPole as is): per env step a worker makes one jitted call for one observation where A2C
+makes one for all its envs, the Python around it holds the GIL and so runs one thread at a time,
+and XLA's own threads already use the cores inside each call (BENCHMARKS.md, 'A2C and A3C').
 """
 
 from __future__ import annotations
@@ -65,7 +61,9 @@ from polyak.algos.onpolicy.learner import (
 )
 from polyak.algos.registry import register
 from polyak.core.config import need
+from polyak.core.monitor import nonfinite_code, nonfinite_names
 from polyak.core.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
+from polyak.core.optim import apply_gradients
 from polyak.core.returns import gae_advantages
 from polyak.envs.spaces import action_map
 from polyak.envs.stepping import SingleEnvStepper
@@ -107,9 +105,8 @@ class A3CAgent(PolicyGradientAgent):
 
     def apply_gradient(self, state: PGState, grads: dict) -> PGState:
         """5. theta <- theta + RMSprop(g) (global-norm clipped), with the shared optimiser statistics."""
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        return state._replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
-                              n_updates=state.n_updates + 1)
+        params, opt_state = apply_gradients(self.optimizer, state.params, grads, state.opt_state)
+        return state._replace(params=params, opt_state=opt_state, n_updates=state.n_updates + 1)
 
     def update(self, state: PGState, rollout: Rollout, key: jax.Array):
         """The synchronous special case (gradient and push at the same parameters): A2C's update."""
@@ -145,9 +142,11 @@ def worker_functions(agent: A3CAgent, n_workers: int) -> dict[str, Any]:
         return key, action, log_prob
 
     def gradient(params: dict, obs_rms: RunningMeanStd, raw: Rollout):
-        """The worker's gradient on its rollout of raw observations, normalised with its snapshot."""
+        """The worker's gradient on its rollout of raw observations, normalised with its snapshot;
+        its metrics, and which of them were not finite (`core.monitor.nonfinite_code`)."""
         normalize = functools.partial(rms_normalize, obs_rms, enabled=normalize_obs)
-        return agent.gradient(params, raw._replace(obs=normalize(raw.obs), next_obs=normalize(raw.next_obs)))
+        grads, metrics = agent.gradient(params, raw._replace(obs=normalize(raw.obs), next_obs=normalize(raw.next_obs)))
+        return grads, metrics, nonfinite_code(metrics)
 
     def push(learner: A3CLearner, grads: dict, obs: jax.Array) -> A3CLearner:
         """Apply a gradient to the shared state and merge the rollout's observations into the normaliser."""
@@ -254,6 +253,10 @@ class A3C(OnPolicyAlgorithm):
         raise TypeError(f"env must be an environment id, a gymnasium.Env or a function returning one, "
                         f"got {type(env).__name__}")
 
+    def _init_host_state(self) -> None:
+        super()._init_host_state()
+        self._latest_metrics: dict[str, float] | None = None  # of the latest push
+
     def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
         super()._build(obs_dim, action_space, n_envs)  # agent, spec; predict and value functions
         self._fns = {**self._fns, **worker_functions(self.agent, n_envs)}
@@ -283,9 +286,10 @@ class A3C(OnPolicyAlgorithm):
         `log_interval` steps.
         """
         logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
+        run = _Run(self.num_timesteps + int(total_timesteps))
+        self.learner = self.learner._replace(agent=self.agent.start_run(self.learner.agent, run.target))
         workers = self._ensure_workers()
         self._compile()
-        run = _Run(self.num_timesteps + int(total_timesteps))
         threads = [threading.Thread(target=self._work, args=(w, run), name=f"a3c-worker-{w.index}", daemon=True)
                    for w in workers]
         next_log = (self.num_timesteps // log_interval + 1) * log_interval
@@ -326,9 +330,9 @@ class A3C(OnPolicyAlgorithm):
         params, rms = self.learner.agent.params, self.learner.obs_rms
         f["act"](params, rms, np.zeros((1, a.obs_dim), np.float32), self.workers[0].key)
         rollout = Rollout(**host_rollout(self.config.n_steps, a.obs_dim, a.act_dim))
-        grads, metrics = f["gradient"](params, rms, rollout)
+        grads, metrics, _ = f["gradient"](params, rms, rollout)
         f["push"](self.learner, grads, rollout.obs[:, 0])  # pure: the result is discarded
-        if not hasattr(self, "_latest_metrics"):  # the same columns in metrics.csv before the first push
+        if self._latest_metrics is None:  # the same columns in metrics.csv before the first push
             self._latest_metrics = {k: float("nan") for k in metrics}
 
     def _claim_step(self, run: _Run) -> bool:
@@ -381,12 +385,13 @@ class A3C(OnPolicyAlgorithm):
             return
         # 3.-4. advantages and gradient at theta' (outside the lock: workers overlap here)
         w.row = 0
-        grads, metrics = f["gradient"](w.params, w.obs_rms, Rollout(**r))
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        bad = sorted(k for k, v in metrics.items() if not np.isfinite(v))
-        if bad:
-            raise NonFiniteError(f"worker {w.index}: non-finite {', '.join(bad)} in the gradient after environment "
-                                 f"step {step} (training stopped; lower the learning rate or scale the rewards)")
+        grads, metrics, code = f["gradient"](w.params, w.obs_rms, Rollout(**r))
+        metrics, code = jax.device_get((metrics, code))
+        if code:
+            raise NonFiniteError(f"worker {w.index}: non-finite {', '.join(nonfinite_names(metrics, code))} in the "
+                                 f"gradient after environment step {step} (training stopped; lower the learning "
+                                 "rate or scale the rewards)")
+        metrics = {k: float(v) for k, v in metrics.items()}
         # 5. push: theta <- theta + RMSprop(g); the gradient is `staleness` pushes old
         with self._lock:
             staleness = self._pushes - w.synced_at

@@ -8,8 +8,8 @@ transitions collected with the current policy):
   3. value         value_steps Adam steps on   mean (V(s) - R^lambda)^2          (minibatches, R fixed)
                    V(s) = mu + sigma f(s): f regresses the targets standardised by their mean and std
                    over the replay; the last layer of f is rescaled when (mu, sigma) change so that V is
-                   unchanged (PopArt's "preserve outputs", van Hasselt et al. 2016). On Pendulum the
-                   targets are ~ -500 +- 50: unscaled, the tanh net saturated to a constant V (measured).
+                   unchanged (PopArt's "preserve outputs", van Hasselt et al. 2016). Unscaled targets of
+                   Pendulum's size saturate the tanh net to a constant V (BENCHMARKS.md, 'AWR').
   4. advantages    A = R^lambda - V with the new V (GAE again), normalised over the filled rows
      policy        policy_steps Adam steps on  -mean log pi(a|s) w,   w = min(exp(A / beta), w_max)
                    (beta: temperature, w_max: weight clip; rows of unfilled slots have w = 0)
@@ -48,6 +48,7 @@ from polyak.algos.onpolicy.learner import (
 )
 from polyak.algos.registry import register
 from polyak.core.config import need
+from polyak.core.optim import gradient_step
 from polyak.core.returns import gae_advantages
 
 
@@ -192,10 +193,8 @@ class AWRAgent(PolicyGradientAgent):
         index = jax.random.randint(key, (n_steps, batch), 0, n_rows)
 
         def step(carry, idx):
-            params, opt_state = carry
-            (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *(x[idx] for x in data))
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), dict(metrics, loss=loss)
+            params, opt_state, loss, metrics = gradient_step(optimizer, loss_fn, *carry, *(x[idx] for x in data))
+            return (params, opt_state), dict(metrics, loss=loss)
 
         (params, opt_state), metrics = jax.lax.scan(step, (params, opt_state), index)
         return params, opt_state, {k: v.mean() for k, v in metrics.items()}

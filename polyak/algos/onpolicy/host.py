@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from polyak.algos import registry
-from polyak.algos.algorithm import Algorithm, Callback, NonFiniteError
+from polyak.algos.algorithm import Algorithm, compile_ahead
+from polyak.algos.onpolicy.jitted import OnPolicyJittedLoop
 from polyak.algos.onpolicy.learner import (
-    _UPDATE_COMPILED,
     OnPolicyLearner,
     OnPolicySpec,
-    compile_ahead,
     compiled,
+    diagnostics,
 )
 from polyak.envs.spaces import SpaceError, check_spaces
 from polyak.envs.stepping import VectorEnvStepper
-from polyak.io.logger import RunLogger
 
 
 def check_policy_gradient_spaces(observation_space: gym.Space, action_space: gym.Space, algo_name: str) -> None:
@@ -40,6 +37,8 @@ def check_policy_gradient_spaces(observation_space: gym.Space, action_space: gym
 class OnPolicyAlgorithm(Algorithm):
     """The on-policy family's part of the model API: whole rollouts collected with the current policy,
     one update per rollout (the learner keeps the partly filled rollout, so training resumes mid-rollout)."""
+
+    jax_env_loop = OnPolicyJittedLoop
 
     example_env = "CartPole-v1"
 
@@ -73,79 +72,48 @@ class OnPolicyAlgorithm(Algorithm):
         self.learner, action = self._fns["start"](self.learner, jnp.asarray(obs))
         return np.asarray(action)
 
-    # -- training --------------------------------------------------------------------------
-    def learn(self, total_timesteps: int, callback: Callback | None = None, log_interval: int = 1000,
-              progress_bar: bool = False, run_dir: str | Path | None = None, reset_num_timesteps: bool = False,
-              logger: RunLogger | None = None) -> "OnPolicyAlgorithm":
-        """Train for `total_timesteps` more environment steps (whole vector steps).
-
-        `callback(model)` runs after every environment step; returning False stops training.
-        Metrics of the latest update are logged every `log_interval` steps.
-        """
-        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
-        n_envs, cols = self.n_envs, self.spec.columns()
+    # -- training: the device side of the host loop (`Algorithm.learn`) --------------------------
+    def _host_steps(self, total_timesteps: int):
+        """Per environment step one jitted call: a collect step within a rollout (the agent state and
+        metrics left out of it, see `host_collect_step`), the collect-and-update step at its end."""
+        n_envs, columns, n_steps = self.n_envs, self.spec.columns, self.config.n_steps
         collect, collect_update = self._fns["host_collect"], self._fns["collect_update"]
-        packed = np.zeros((n_envs, self.spec.packed_width), np.float32)
+        packed = columns.zeros(n_envs)
+        row = int(self.learner.row)
         # The update's program takes seconds to compile: when this run will reach the end of a rollout,
         # compile it in the background while the first rollout is collected (same program, same results).
         ahead = None
-        if (self.spec not in _UPDATE_COMPILED
-                and int(self.learner.row) + -(-int(total_timesteps) // n_envs) >= self.config.n_steps):
-            _UPDATE_COMPILED.add(self.spec)
+        if row + -(-int(total_timesteps) // n_envs) >= n_steps:
             ahead = compile_ahead(collect_update, self.learner, packed)
-        self._start_episodes()
-        row = int(self.learner.row)
-        target = self.num_timesteps + int(total_timesteps)
-        next_log = (self.num_timesteps // log_interval + 1) * log_interval
-        logger.start(int(total_timesteps), self.num_timesteps)
-        try:
-            while self.num_timesteps < target:
-                batch = self._step_envs()
-                self.num_timesteps += n_envs
-                packed[:, cols["reward"]] = batch.reward[:, None]
-                packed[:, cols["next_obs"]] = batch.next_obs
-                packed[:, cols["terminated"]] = batch.terminated[:, None]
-                packed[:, cols["truncated"]] = batch.truncated[:, None]
-                packed[:, cols["act_obs"]] = batch.obs
-                packed[:, cols["episode_start"]] = batch.episode_start[:, None]
-                row += 1
-                full = row == self.config.n_steps
-                if full:
-                    if ahead is not None:
-                        ahead.join()  # compiled by now, or finishing: never compile the same program twice
-                        ahead = None
-                    self.learner, next_action = collect_update(self.learner, packed)
-                else:  # the agent state and metrics stay out of the call (see host_collect_step)
-                    agent, metrics = self.learner.agent, self.learner.metrics
-                    learner, next_action = collect(agent.params, self.learner._replace(agent=None, metrics=None),
-                                                   packed)
-                    self.learner = learner._replace(agent=agent, metrics=metrics)
-                self._pending_action = np.asarray(next_action)
-                if full:
-                    row = 0
-                    if int(self.learner.nonfinite_step) >= 0:
-                        self._raise_nonfinite_loss()
-                self._obs = batch.obs
-                self._record_episodes(batch, logger)
-                logger.progress(n_envs)
-                if self.num_timesteps >= next_log:
-                    logger.metrics(self.num_timesteps, {k: float(v) for k, v in jax.device_get(self.learner.metrics).items()})
-                    next_log += log_interval
-                if callback is not None and callback(self) is False:
-                    break
-        finally:
+
+        def step(batch) -> np.ndarray:
+            nonlocal row, ahead
+            columns.fill(packed, {"reward": batch.reward, "next_obs": batch.next_obs, "terminated": batch.terminated,
+                                  "truncated": batch.truncated, "act_obs": batch.obs,
+                                  "episode_start": batch.episode_start})
+            row += 1
+            if row < n_steps:
+                agent, metrics = self.learner.agent, self.learner.metrics
+                learner, next_action = collect(agent.params, self.learner._replace(agent=None, metrics=None), packed)
+                self.learner = learner._replace(agent=agent, metrics=metrics)
+                return np.asarray(next_action)
+            if ahead is not None:
+                ahead.join()  # compiled by now, or finishing: never compile the same program twice
+                ahead = None
+            self.learner, next_action = collect_update(self.learner, packed)
+            row = 0
+            if int(self.learner.nonfinite_step) >= 0:
+                self._raise_nonfinite_update()
+            return np.asarray(next_action)
+
+        def finish() -> None:
             if ahead is not None:  # stopped before the first update: do not leave the compiler running
                 ahead.join()
-            if own_logger:
-                logger.close()
-        return self
 
-    def _raise_nonfinite_loss(self) -> None:
-        learner = jax.device_get(self.learner)
-        names = [k for i, k in enumerate(sorted(learner.metrics)) if int(learner.nonfinite_code) >> i & 1]
-        raise NonFiniteError(f"non-finite {', '.join(names)} in the update after environment step "
-                             f"{int(learner.nonfinite_step)} (training stopped; lower the learning rate or "
-                             "normalise rewards)")
+        return step, finish
+
+    def _diagnostics(self):
+        return diagnostics(self.learner)
 
     # -- inference -------------------------------------------------------------------------
     def predict_values(self, observations) -> np.ndarray:

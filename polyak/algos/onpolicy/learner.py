@@ -1,7 +1,8 @@
-"""The on-policy machinery shared by the policy-gradient family (REINFORCE, A2C, PPO).
+"""The on-policy machinery shared by the policy-gradient family (REINFORCE, A2C, PPO, AWR, A3C).
 
-An algorithm supplies a hashable agent (a `PolicyGradientAgent` subclass) whose only own function
-is the pure `update(state, rollout, key) -> (state, metrics)`, consuming one whole rollout.
+An algorithm supplies a hashable agent (a `PolicyGradientAgent` subclass, a `polyak.core.types.Agent`)
+whose only own function is the pure `update(state, rollout, key) -> (state, metrics)`, consuming one
+whole rollout.
 Everything else lives here, once:
 
 * `Rollout`: a pytree of device arrays of shape (n_steps, n_envs, ...) holding, per row,
@@ -13,10 +14,8 @@ Everything else lives here, once:
       observe(packed)  normaliser update, write (r_t, s'_t, flags) into row t, t += 1
       update()         agent.update on the full rollout, t = 0          (only when the rollout is full)
       act(obs)         sample a_t ~ pi(.|s_t) and write (s_t, a_t, log pi) into row t
-  `polyak.jitted` composes the very same functions with a JAX environment under `lax.scan`.
-* The host loop over Gymnasium envs and the on-policy part of the SB3-style class
-  (`PPO("MlpPolicy", env).learn(...)`); predict, save and load are `algorithm.Algorithm`'s, shared
-  with the off-policy family.
+  `onpolicy.jitted` composes the very same functions with a JAX environment under `lax.scan`;
+  the host loop (`onpolicy.host`) calls them over Gymnasium envs.
 
 Observations are normalised when they are acted on and stored normalised, so the log-probabilities
 recorded during the rollout are exactly those of the stored inputs (the ratio starts at 1).
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, NamedTuple
@@ -34,13 +32,16 @@ from typing import Any, Callable, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from polyak.algos.packing import Columns
 from polyak.core.config import Config, HyperparameterError, need
 from polyak.core.distributions import Categorical, DiagGaussian
+from polyak.core.monitor import Diagnostics, record_nonfinite
 from polyak.core.networks import MLP
 from polyak.core.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
+from polyak.core.optim import apply_gradients
+from polyak.core.types import Agent
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu}
 
@@ -52,6 +53,8 @@ ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu}
 
 @dataclass(frozen=True)
 class OnPolicyConfig(Config):
+    may_be_infinite = frozenset({"max_grad_norm"})  # inf: no gradient clipping
+
     learning_rate: float = 3e-4
     n_steps: int = 2048  # rollout length per environment
     gamma: float = 0.99
@@ -128,7 +131,7 @@ class PGState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class PolicyGradientAgent:
+class PolicyGradientAgent(Agent):
     """Hyperparameters and space sizes (hashable, jit-static). n_actions > 0 for Discrete actions."""
 
     cfg: OnPolicyConfig
@@ -191,8 +194,7 @@ class PolicyGradientAgent:
     def gradient_step(self, state, loss_fn: Callable, *args):
         """One optimiser step on loss_fn(params, *args) -> (loss, metrics); returns (state, metrics)."""
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, *args)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state = apply_gradients(self.optimizer, state.params, grads, state.opt_state)
         metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         return state._replace(params=params, opt_state=opt_state, n_updates=state.n_updates + 1), metrics
 
@@ -248,19 +250,12 @@ class OnPolicySpec:
     def cfg(self) -> OnPolicyConfig:
         return self.agent.cfg
 
-    def columns(self) -> dict[str, slice]:
-        """Column layout of the packed host->device array of one step, one row per env."""
-        o = self.agent.obs_dim
-        sizes = {"reward": 1, "next_obs": o, "terminated": 1, "truncated": 1, "act_obs": o, "episode_start": 1}
-        out, start = {}, 0
-        for name, size in sizes.items():
-            out[name] = slice(start, start + size)
-            start += size
-        return out
-
-    @property
-    def packed_width(self) -> int:
-        return max(s.stop for s in self.columns().values())
+    @cached_property
+    def columns(self) -> Columns:
+        """The packed host->device array of one step, one row per env: the step's reward, next
+        observation and flags, and the observation to act on next."""
+        o = (self.agent.obs_dim,)
+        return Columns.of(reward=(), next_obs=o, terminated=(), truncated=(), act_obs=o, episode_start=())
 
 
 def empty_rollout(spec: OnPolicySpec) -> Rollout:
@@ -294,9 +289,9 @@ def observe(spec: OnPolicySpec, learner: OnPolicyLearner, packed: jax.Array) -> 
     Returns the learner and the normalised observation to act on next.
     """
     cfg = spec.cfg
-    x = {k: packed[:, s] for k, s in spec.columns().items()}
-    reward, terminated, truncated, episode_start = (x[k][:, 0] for k in ("reward", "terminated", "truncated",
-                                                                          "episode_start"))
+    x = spec.columns.unpack(packed)
+    reward, terminated, truncated, episode_start = (x[k] for k in ("reward", "terminated", "truncated",
+                                                                    "episode_start"))
     rms = rms_update(learner.obs_rms, x["act_obs"], cfg.normalize_obs)
     normalize = functools.partial(rms_normalize, rms, enabled=cfg.normalize_obs)
     end = jnp.maximum(terminated, truncated)
@@ -328,13 +323,15 @@ def update(spec: OnPolicySpec, learner: OnPolicyLearner) -> OnPolicyLearner:
     """agent.update on the full rollout; checks the metrics; starts a new rollout."""
     key, k_update = jax.random.split(learner.key)
     agent, metrics = spec.agent.update(learner.agent, learner.rollout, k_update)
-    names = sorted(metrics)
-    bad = jnp.stack([~jnp.all(jnp.isfinite(metrics[k])) for k in names])
-    first_bad = (learner.nonfinite_step < 0) & bad.any()
-    code = jnp.sum(jnp.where(bad, 2 ** jnp.arange(len(names)), 0)).astype(jnp.int32)
+    nonfinite_step, nonfinite_code = record_nonfinite(metrics, learner.step, learner.nonfinite_step,
+                                                      learner.nonfinite_code)
     return learner._replace(agent=agent, key=key, row=jnp.zeros((), jnp.int32), metrics=metrics,
-                            nonfinite_step=jnp.where(first_bad, learner.step, learner.nonfinite_step),
-                            nonfinite_code=jnp.where(first_bad, code, learner.nonfinite_code))
+                            nonfinite_step=nonfinite_step, nonfinite_code=nonfinite_code)
+
+
+def diagnostics(learner: OnPolicyLearner) -> Diagnostics:
+    """The learner's metrics and checks in the shape every family's loop reads (`core.monitor`)."""
+    return Diagnostics(learner.metrics, learner.nonfinite_step, learner.nonfinite_code)
 
 
 def start(spec: OnPolicySpec, learner: OnPolicyLearner, obs: jax.Array):
@@ -366,9 +363,9 @@ def host_collect_step(spec: OnPolicySpec, params: dict, learner: OnPolicyLearner
     """`collect_step` for the host loop, called with the learner's agent state and metrics left out
     (`learner._replace(agent=None, metrics=None)`) and the parameters passed separately, not donated.
 
-    Same computation, fewer arrays per call: a jitted call costs ~2 us of dispatch per array in and
-    out, and the agent state (parameters and optimiser moments) and the metrics are 51 of a PPO
-    learner's 72 arrays, none of which a collect step changes (measured: 280 -> 110 us per call).
+    Same computation, fewer arrays per call: a jitted call pays dispatch per array in and out, and the
+    agent state (parameters and optimiser moments) and the metrics are 51 of a PPO learner's 72 arrays,
+    none of which a collect step changes (BENCHMARKS.md, 'PPO and A2C speed').
     """
     learner, action = collect_step(spec, learner._replace(agent=ParamsOnly(params)), packed)
     return learner._replace(agent=None), action
@@ -384,29 +381,6 @@ def state_values(spec: OnPolicySpec, agent_state, obs_rms, obs):
     return spec.agent.value(agent_state.params, rms_normalize(obs_rms, obs, enabled=spec.cfg.normalize_obs))
 
 
-def compile_ahead(fn, *args) -> threading.Thread:
-    """Compile the jitted `fn` for the shapes of `args` in a background thread and return the thread.
-
-    A later call of `fn` with arrays of these shapes finds the executable in JAX's cache. XLA compiles
-    without holding the GIL, so the host loop meanwhile compiles its small functions and steps the
-    environment. Errors are left to that later call, which compiles again and raises them.
-    """
-    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), args)  # no sharding: same cache key
-
-    def work() -> None:
-        try:
-            fn.lower(*shapes).compile()
-        except Exception:  # noqa: BLE001  (reported by the real call)
-            pass
-
-    thread = threading.Thread(target=work, name="polyak-compile-ahead", daemon=True)
-    thread.start()
-    return thread
-
-
-_UPDATE_COMPILED: set[OnPolicySpec] = set()  # specs whose collect_update was compiled (or is being) in this process
-
-
 @functools.lru_cache(maxsize=64)
 def compiled(spec: OnPolicySpec):
     """Jitted functions for one spec, shared across instances with equal specs."""
@@ -419,10 +393,3 @@ def compiled(spec: OnPolicySpec):
         "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
         "value": jax.jit(functools.partial(state_values, spec)),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# The SB3-style class
-# --------------------------------------------------------------------------------------------
-
-
