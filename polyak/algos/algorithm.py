@@ -40,6 +40,31 @@ from polyak.envs.stepping import SingleEnvStepper, VectorEnvStepper
 from polyak.io import checkpoint as ckpt
 from polyak.io.logger import RunLogger
 
+OBSERVATION_WARN_BOUND = 1e6  # |observation| beyond this warns once: rescale it before the normaliser sees it
+MAX_ROWS_NAMED = 5  # rows a message about a batch names (then: "and N more rows")
+
+
+def nonfinite_rows(values: np.ndarray, what: str) -> str | None:
+    """None if `values` is all finite; else a message naming the rows of the batch (first axis) and, per row,
+    the entries that are NaN or inf: `non-finite observation at environment step 7: row 1 entries [2] = [nan]`."""
+    values = np.asarray(values)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    if values.ndim == 0:
+        return f"non-finite {what}: {values.item()}"
+    per_row = bad.reshape(bad.shape[0], -1)
+    rows = np.flatnonzero(per_row.any(axis=1))
+    flat = values.reshape(values.shape[0], -1)
+    parts = []
+    for r in rows[:MAX_ROWS_NAMED]:
+        entries = np.flatnonzero(per_row[r])
+        shown = entries[:MAX_ROWS_NAMED]
+        more = f" (+{len(entries) - len(shown)} more)" if len(entries) > len(shown) else ""
+        parts.append(f"row {r} entries {shown.tolist()}{more} = {flat[r, shown].tolist()}")
+    more_rows = f"; and {len(rows) - MAX_ROWS_NAMED} more rows" if len(rows) > MAX_ROWS_NAMED else ""
+    return f"non-finite {what}: {'; '.join(parts)}{more_rows} (of {values.shape[0]} rows)"
+
 
 class NonFiniteError(FloatingPointError):
     """NaN or inf appeared in an observation, reward or loss; the message names the step and quantity."""
@@ -93,6 +118,8 @@ class Algorithm:
         if device not in ("auto", "cpu"):
             raise HyperparameterError(f"device must be 'auto' or 'cpu' (JAX picks its default device), got {device!r}")
         self.config = self.config_cls.from_kwargs(hyperparameters, policy_kwargs)
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+            raise HyperparameterError(f"seed must be an integer >= 0 (or None: random), got {seed!r}")
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
         self.verbose, self.tensorboard_log = verbose, tensorboard_log
         self.num_timesteps = 0
@@ -208,6 +235,8 @@ class Algorithm:
         """What the host keeps besides the learner, fresh (a new or a loaded model)."""
         self._forget_episodes()
         self._warned_q = False  # the |Q| divergence warning is given once per model
+        self._warned_obs = False  # so is the warning about huge observations
+        self._updates_from = 0  # no gradient step before this environment step (a refilled replay buffer)
         self._predict_key = jax.random.PRNGKey(self.seed + 1)
 
     def _forget_episodes(self) -> None:
@@ -226,6 +255,7 @@ class Algorithm:
             self._episode_return, self._episode_length = r["episode_return"], r["episode_length"]
             return
         self._obs = self.stepper.reset()
+        self._check_observations(self._obs, f"reset observation before environment step {self.num_timesteps + 1}")
         self._pending_action = self._first_action(self._obs)
 
     def _record_episodes(self, batch, logger: RunLogger) -> None:
@@ -237,15 +267,40 @@ class Algorithm:
             self._episode_return[i], self._episode_length[i] = 0.0, 0
 
     def _step_envs(self):
-        """Send the pending action to the env(s); the StepBatch, with observations and rewards checked."""
-        batch = self.stepper.step(self.scaler.to_env(self._pending_action))
-        self._check_finite(batch.next_obs, "observation")
-        self._check_finite(batch.reward, "reward")
+        """Send the pending action to the env(s); the StepBatch, with observations and rewards checked.
+
+        If the env raises, the running episodes are forgotten (the env's state is unknown): a `save()`
+        then records no running episode, and the next `learn()` starts fresh episodes.
+        """
+        try:
+            batch = self.stepper.step(self.scaler.to_env(self._pending_action))
+        except BaseException:
+            self._forget_episodes()
+            raise
+        where = f"environment step {self.num_timesteps + 1}"
+        self._check_observations(batch.next_obs, f"observation at {where}")
+        self._check_finite(batch.reward, f"reward at {where}")
+        if batch.episode_start.any():  # the reset observations the next actions are chosen for
+            self._check_observations(batch.obs[batch.episode_start], f"reset observation after {where}")
         return batch
 
+    def _check_observations(self, obs: np.ndarray, what: str) -> None:
+        """Non-finite entries stop training (NonFiniteError naming the rows); entries beyond
+        OBSERVATION_WARN_BOUND warn once (they dominate the running normaliser's statistics)."""
+        self._check_finite(obs, what)
+        big = np.abs(obs) > OBSERVATION_WARN_BOUND
+        if big.any() and not self._warned_obs:
+            self._warned_obs = True
+            row = int(np.nonzero(big.any(axis=tuple(range(1, obs.ndim))))[0][0]) if obs.ndim > 1 else 0
+            warnings.warn(f"{what}: entries up to {float(np.abs(obs).max()):.3g} (row {row}), beyond "
+                          f"{OBSERVATION_WARN_BOUND:.0e}: rescale the observations (a wrapper) so that the running "
+                          "normaliser's statistics stay meaningful", RuntimeWarning, stacklevel=4)
+
     def _check_finite(self, values: np.ndarray, what: str) -> None:
-        if not np.all(np.isfinite(values)):
-            raise NonFiniteError(f"non-finite {what} at environment step {self.num_timesteps + 1}: {values.tolist()}")
+        """NonFiniteError naming `what` and the rows (and their entries) that hold NaN or inf."""
+        message = nonfinite_rows(values, what)
+        if message is not None:
+            raise NonFiniteError(message)
 
     # -- training: the host loop over Gymnasium envs -------------------------------------------
     def learn(self, total_timesteps: int, callback: Callback | None = None, log_interval: int = 1000,

@@ -17,6 +17,7 @@ default so that the parameter tree and its initialisation are those of a plain D
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Literal, Sequence
 
 import flax.linen as nn
@@ -27,12 +28,20 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 BATCH_NORM_EPSILON = 1e-3  # both normalisations; the value of SBX's CrossQ BatchRenorm
 
 BatchNormKind = Literal["batch_norm", "batch_renorm"]
-# The torso options that the actors and critics forward to their MLP.
-TORSO_OPTIONS = ("layer_norm", "dropout_rate", "batch_norm", "batch_norm_momentum", "renorm_warmup_steps")
 
 
-def _torso_options(module: nn.Module) -> dict:
-    return {name: getattr(module, name) for name in TORSO_OPTIONS}
+@dataclasses.dataclass(frozen=True)
+class TorsoOptions:
+    """The MLP options that actors and critics forward to their torso (see `MLP`); all off by default."""
+
+    layer_norm: bool = False
+    dropout_rate: float = 0.0
+    batch_norm: BatchNormKind | None = None
+    batch_norm_momentum: float = 0.99
+    renorm_warmup_steps: int = 100_000
+
+    def as_kwargs(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 class BatchRenorm(nn.Module):
@@ -151,15 +160,11 @@ class DeterministicActor(nn.Module):
 
     hidden: Sequence[int]
     act_dim: int
-    layer_norm: bool = False
-    dropout_rate: float = 0.0
-    batch_norm: BatchNormKind | None = None
-    batch_norm_momentum: float = 0.99
-    renorm_warmup_steps: int = 100_000
+    torso: TorsoOptions = TorsoOptions()
 
     @nn.compact
     def __call__(self, obs: jax.Array, train: bool = False) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden, self.act_dim, **_torso_options(self))(obs, train))
+        return jnp.tanh(MLP(self.hidden, self.act_dim, **self.torso.as_kwargs())(obs, train))
 
 
 class GaussianActor(nn.Module):
@@ -167,15 +172,11 @@ class GaussianActor(nn.Module):
 
     hidden: Sequence[int]
     act_dim: int
-    layer_norm: bool = False
-    dropout_rate: float = 0.0
-    batch_norm: BatchNormKind | None = None
-    batch_norm_momentum: float = 0.99
-    renorm_warmup_steps: int = 100_000
+    torso: TorsoOptions = TorsoOptions()
 
     @nn.compact
     def __call__(self, obs: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden, 2 * self.act_dim, **_torso_options(self))(obs, train)
+        out = MLP(self.hidden, 2 * self.act_dim, **self.torso.as_kwargs())(obs, train)
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
@@ -200,15 +201,11 @@ class Critic(nn.Module):
 
     hidden: Sequence[int]
     n_quantiles: int | None = None
-    layer_norm: bool = False
-    dropout_rate: float = 0.0
-    batch_norm: BatchNormKind | None = None
-    batch_norm_momentum: float = 0.99
-    renorm_warmup_steps: int = 100_000
+    torso: TorsoOptions = TorsoOptions()
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
-        out = MLP(self.hidden, self.n_quantiles or 1, **_torso_options(self))(
+        out = MLP(self.hidden, self.n_quantiles or 1, **self.torso.as_kwargs())(
             jnp.concatenate([obs, action], axis=-1), train)
         return out[..., 0] if self.n_quantiles is None else out
 
@@ -223,11 +220,7 @@ class CriticEnsemble(nn.Module):
     hidden: Sequence[int]
     n_critics: int = 2
     n_quantiles: int | None = None
-    layer_norm: bool = False
-    dropout_rate: float = 0.0
-    batch_norm: BatchNormKind | None = None
-    batch_norm_momentum: float = 0.99
-    renorm_warmup_steps: int = 100_000
+    torso: TorsoOptions = TorsoOptions()
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
@@ -239,4 +232,4 @@ class CriticEnsemble(nn.Module):
             out_axes=0,
             axis_size=self.n_critics,
         )
-        return ensemble(self.hidden, self.n_quantiles, **_torso_options(self))(obs, action, train)
+        return ensemble(self.hidden, self.n_quantiles, self.torso)(obs, action, train)

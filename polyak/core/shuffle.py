@@ -9,7 +9,7 @@ integer arithmetic (≈ 0.07 ms for 2048 rows).
 
 Eight rounds with a hashed round function: the position of each element and the chance that two
 given elements share a minibatch match those of a uniform permutation within sampling error
-(tests/test_shuffle.py measures both).
+(tests/core/test_shuffle.py measures both).
 """
 
 from __future__ import annotations

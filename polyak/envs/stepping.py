@@ -34,6 +34,27 @@ def episode_seed(seed: int, env_index: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0])
 
 
+def _env_name(env) -> str:
+    spec = getattr(env, "spec", None)
+    return spec.id if spec is not None else type(getattr(env, "unwrapped", env)).__name__
+
+
+def check_env_output(env, observation_space: gym.Space, obs, reward=None, n_envs: int | None = None) -> None:
+    """The env's observation (and reward) must have the shapes its spaces promise; the error names the env,
+    the space and the shape (an env returning reward of shape (1,) or a wrongly shaped observation)."""
+    shape = np.shape(obs)
+    want = tuple(observation_space.shape or ())
+    want = want if n_envs is None else (n_envs, *want)
+    if shape != want:
+        raise ValueError(f"{_env_name(env)} returned an observation of shape {shape}; its observation space "
+                         f"{observation_space} promises {want}")
+    if reward is not None:
+        want_r = () if n_envs is None else (n_envs,)
+        if np.shape(reward) != want_r or not np.issubdtype(np.asarray(reward).dtype, np.number):
+            raise ValueError(f"{_env_name(env)} returned a reward {reward!r} of shape {np.shape(reward)}; a reward "
+                             f"must be one number per env, shape {want_r}")
+
+
 class SingleEnvStepper:
     n_envs = 1
 
@@ -46,12 +67,14 @@ class SingleEnvStepper:
     def reset(self) -> np.ndarray:
         obs, _ = self.env.reset(seed=episode_seed(self.seed, self.env_index, self.episode))
         self.episode_actions = []
+        check_env_output(self.env, self.env.observation_space, obs)
         return np.asarray(obs, np.float32)[None]
 
     def step(self, env_action: np.ndarray) -> StepBatch:
         action = env_action[0]
-        self.episode_actions.append(action)
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.episode_actions.append(action)  # only once the env has taken it (a raising step records nothing)
+        check_env_output(self.env, self.env.observation_space, next_obs, reward)
         next_obs = np.asarray(next_obs, np.float32)[None]
         done = terminated or truncated
         if done:
@@ -92,10 +115,12 @@ class VectorEnvStepper:
     def reset(self) -> np.ndarray:
         obs, _ = self.env.reset(seed=self.seed)
         self._pending_reset[:] = False
+        check_env_output(self.env, self.env.single_observation_space, obs, n_envs=self.n_envs)
         return np.asarray(obs, np.float32)
 
     def step(self, env_action: np.ndarray) -> StepBatch:
         obs, reward, terminated, truncated, info = self.env.step(env_action)
+        check_env_output(self.env, self.env.single_observation_space, obs, reward, n_envs=self.n_envs)
         obs = np.asarray(obs, np.float32)
         done = np.logical_or(terminated, truncated)
         if self.same_step:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import polyak
-from envs import CountingEnv
+from tests.fake_envs import CountingEnv
 from polyak.algos.offpolicy.learner import init_learner, train_step, update_phase
 from polyak.core.monitor import observe_rewards
 from polyak.core.types import Transition

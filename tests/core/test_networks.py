@@ -17,6 +17,7 @@ from polyak.core.networks import (
     CriticEnsemble,
     DeterministicActor,
     GaussianActor,
+    TorsoOptions,
 )
 
 EPS = BATCH_NORM_EPSILON
@@ -385,7 +386,7 @@ def test_critic_ensemble_quantile_heads():
 
 
 def test_critic_ensemble_draws_one_dropout_mask_per_member():
-    critic = CriticEnsemble(H, dropout_rate=0.5, layer_norm=True)
+    critic = CriticEnsemble(H, torso=TorsoOptions(dropout_rate=0.5, layer_norm=True))
     variables = init(critic, OBS, ACT)
     twins = jax.tree_util.tree_map(lambda p: jnp.broadcast_to(p[:1], p.shape), variables)  # identical members
     q_eval = critic.apply(twins, OBS, ACT)
@@ -395,7 +396,8 @@ def test_critic_ensemble_draws_one_dropout_mask_per_member():
 
 
 def test_critic_ensemble_keeps_batch_statistics_per_member():
-    critic = CriticEnsemble(H, batch_norm="batch_renorm", batch_norm_momentum=0.5, renorm_warmup_steps=0)
+    critic = CriticEnsemble(H, torso=TorsoOptions(batch_norm="batch_renorm", batch_norm_momentum=0.5,
+                                                renorm_warmup_steps=0))
     variables = init(critic, OBS, ACT)
     q, updates = critic.apply(variables, OBS, ACT, train=True, mutable=["batch_stats"])
     assert q.shape == (2, 5)
@@ -410,7 +412,7 @@ def test_critic_ensemble_keeps_batch_statistics_per_member():
 
 @pytest.mark.parametrize("actor_cls", [DeterministicActor, GaussianActor])
 def test_actors_forward_the_options_and_the_train_flag(actor_cls):
-    actor = actor_cls(H, 2, layer_norm=True, dropout_rate=0.2, batch_norm="batch_renorm")
+    actor = actor_cls(H, 2, torso=TorsoOptions(layer_norm=True, dropout_rate=0.2, batch_norm="batch_renorm"))
     variables = init(actor, OBS)
     torso = variables["params"]["MLP_0"]
     assert {"LayerNorm_0", "LayerNorm_1", "BatchRenorm_0", "BatchRenorm_1", "BatchRenorm_2"} <= set(torso)

@@ -22,7 +22,7 @@ from polyak.io import checkpoint as checkpoint_module
 from polyak.io.checkpoint import (MAGIC, MAGIC_V1, MAX_HEADER_BYTES, CheckpointError, read_checkpoint,
                                   read_checkpoint_bytes, write_checkpoint)
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v0_1_357b62c"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "v0_1_357b62c"
 ALL_DTYPES = ["float16", "float32", "float64", "int8", "int16", "int32", "int64",
               "uint8", "uint16", "uint32", "uint64", "bool"]
 

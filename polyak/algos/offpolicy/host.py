@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -79,10 +80,18 @@ class OffPolicyAlgorithm(Algorithm):
     def _host_steps(self, total_timesteps: int):
         """Per environment step two donated jitted calls, store_step and train_step (or the collect-only
         step: warm-up, or between train_freq steps); the host syncs the next action and one int."""
+        cfg, n_envs, columns = self.config, self.n_envs, self.spec.columns
         if self.learner.buffer is None:
+            if self.num_timesteps > 0:  # resumed from a checkpoint saved without its replay buffer
+                refill = max(cfg.learning_starts, cfg.batch_size)
+                self._updates_from = self.num_timesteps + refill
+                warnings.warn(
+                    f"resuming at environment step {self.num_timesteps} without the replay buffer (the checkpoint "
+                    f"was saved without it): the next {refill} transitions refill it with the current policy "
+                    "before updates resume, so training differs from an uninterrupted run (save with "
+                    "include_buffer=True, or --save-buffer, for an exact resume)", RuntimeWarning, stacklevel=3)
             self.learner = self.learner._replace(buffer=jax.tree.map(jnp.array, new_buffer(
                 self.spec, self.config.buffer_size)))
-        cfg, n_envs, columns = self.config, self.n_envs, self.spec.columns
         n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * n_envs
         store_fn, train_fn, collect_fn = self._fns["store"], self._fns["train"](n_grad), self._fns["train"](0)
         packed = columns.zeros(n_envs)
@@ -90,12 +99,13 @@ class OffPolicyAlgorithm(Algorithm):
             compile_ahead(train_fn, self.learner, packed)
 
         def step(batch) -> np.ndarray:
-            learning = self.num_timesteps >= cfg.learning_starts
+            warm_up = self.num_timesteps < cfg.learning_starts  # uniform random actions
+            learning = not warm_up and self.num_timesteps >= self._updates_from  # (after a refill)
             columns.fill(packed, {
                 "obs": self._obs, "action": self._pending_action, "reward": batch.reward,
                 "next_obs": batch.next_obs, "terminated": batch.terminated, "truncated": batch.truncated,
                 "valid": batch.valid, "act_obs": batch.obs, "episode_start": batch.episode_start,
-                "random": 0.0 if learning else 1.0})
+                "random": 1.0 if warm_up else 0.0})
             fn = train_fn if learning and (self.num_timesteps // n_envs) % cfg.train_freq == 0 else collect_fn
             buffer, window = store_fn(self.learner.buffer, self.learner.window, packed)
             self.learner = self.learner._replace(buffer=buffer, window=window)

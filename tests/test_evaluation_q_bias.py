@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from envs import CountingEnv
+from tests.fake_envs import CountingEnv
 
 from polyak.algos.offpolicy.ddpg import DDPG
 from polyak.algos.offpolicy.sac import SAC

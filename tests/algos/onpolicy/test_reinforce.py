@@ -8,7 +8,7 @@ import pytest
 
 from polyak.algos.onpolicy.learner import Rollout
 from polyak.algos.onpolicy.reinforce import REINFORCE, REINFORCEAgent, REINFORCEConfig
-from tests.envs import CountingEnv
+from tests.fake_envs import CountingEnv
 
 SMALL = {"policy_kwargs": {"net_arch": [16]}}
 

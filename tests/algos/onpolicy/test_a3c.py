@@ -18,7 +18,7 @@ from polyak.core.config import HyperparameterError
 from polyak.algos.onpolicy.learner import Rollout
 from polyak.core.returns import gae_advantages
 from polyak.envs.spaces import SpaceError
-from tests.envs import CountingEnv
+from tests.fake_envs import CountingEnv
 
 SMALL = dict(policy_kwargs={"net_arch": [16]}, n_steps=5, n_workers=2)  # one compiled set of functions for all tests
 

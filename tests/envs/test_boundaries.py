@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from envs import CountingEnv
+from tests.fake_envs import CountingEnv
 from polyak.algos.offpolicy.td3 import TD3
 from polyak.core.losses import bootstrap_target
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from envs import CountingEnv
+from tests.fake_envs import CountingEnv
 
 import polyak
 from polyak.algos.offpolicy.dqn import DQN, DoubleDQN

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import polyak
-from envs import CountingEnv, DiscreteActionEnv
+from tests.fake_envs import CountingEnv, DiscreteActionEnv
 from polyak.algos.offpolicy.ddpg import DDPG
 from polyak.algos.offpolicy.sac import SAC
 from polyak.algos.offpolicy.td3 import TD3

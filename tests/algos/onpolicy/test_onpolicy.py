@@ -14,7 +14,7 @@ from polyak.algos.onpolicy.ppo import clipped_surrogate
 from polyak.algos.onpolicy.reinforce import baseline_values
 from polyak.core.returns import complete_episodes, gae_advantages, reward_to_go
 from polyak.envs.spaces import SpaceError
-from tests.envs import CountingEnv, DiscreteActionEnv
+from tests.fake_envs import CountingEnv, DiscreteActionEnv
 
 # Rows 0-1: an episode that terminates at row 1; rows 2-3: one cut by a time limit at row 3.
 R = jnp.array([[1.0], [2.0], [3.0], [4.0]])

@@ -11,7 +11,7 @@ import polyak
 from polyak.envs.protocol import GymnasiumVectorAdapter
 from polyak.algos.offpolicy.jitted import JittedLoop
 from polyak.runs.seeds import train_seeds
-from tests.envs import ScriptedJaxEnv
+from tests.fake_envs import ScriptedJaxEnv
 
 SMALL = dict(learning_starts=12, buffer_size=64, batch_size=8, policy_kwargs=dict(net_arch=[16, 16]))
 

@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs import CountingEnv, DiscreteActionEnv
+from tests.fake_envs import CountingEnv, DiscreteActionEnv
 from polyak.core.config import HyperparameterError
 from polyak.algos.tabular.qlearning import QLearning, policy_evaluation, policy_gap, q_learning_update, start_value, transition_model, value_iteration
 from polyak.io.checkpoint import CheckpointError

@@ -17,7 +17,7 @@ import pytest
 
 import polyak
 
-FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_357b62c"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "v0_1_357b62c"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 MODELS = {m["file"]: m for m in EXPECTED["models"]}
 
