@@ -22,12 +22,7 @@ from polyak.evaluation import evaluate_policy, evaluate_q_bias
 from polyak.io.checkpoint import CheckpointError
 from polyak.runs.experiments import sweep_command, train_many
 from polyak.runs.report import RunFolderError, write_report
-from polyak.runs.run import (
-    MODEL_FILE,
-    make_training_env,
-    q_bias_text,
-    train_one,
-)
+from polyak.runs.run import MODEL_FILE, make_training_env, q_bias_text, train_one
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import warnings
 
-import gymnasium as gym
 import numpy as np
 import pytest
 

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.fake_envs import CountingEnv
 
 from polyak.algos.offpolicy.ddpg import DDPG
 from polyak.algos.offpolicy.sac import SAC
@@ -14,6 +13,7 @@ from polyak.algos.offpolicy.td3 import TD3
 from polyak.cli import main
 from polyak.core.normalizer import RunningMeanStd
 from polyak.evaluation import discounted_returns, evaluate_q_bias
+from tests.fake_envs import CountingEnv
 
 
 def ones_env(length, terminate):

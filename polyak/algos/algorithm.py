@@ -29,12 +29,7 @@ import numpy as np
 
 from polyak._version import __version__
 from polyak.core.config import Config, HyperparameterError
-from polyak.core.monitor import (
-    Diagnostics,
-    log_values,
-    nonfinite_message,
-    warning_message,
-)
+from polyak.core.monitor import Diagnostics, log_values, nonfinite_message, warning_message
 from polyak.envs.spaces import action_map, action_size, make_env
 from polyak.envs.stepping import SingleEnvStepper, VectorEnvStepper
 from polyak.io import checkpoint as ckpt

@@ -44,12 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polyak.envs.beam_optics import (
-    SCREEN_HALF_HEIGHT,
-    SCREEN_HALF_WIDTH,
-    IncomingBeam,
-    clara_s04_screen_beam,
-)
+from polyak.envs.beam_optics import SCREEN_HALF_HEIGHT, SCREEN_HALF_WIDTH, IncomingBeam, clara_s04_screen_beam
 from polyak.envs.protocol import GymnasiumAdapter, GymnasiumVectorAdapter
 
 MAGNET_LIMITS = np.array([5.3e-3, 5.3e-3, 30.0, 30.0, 30.0])

@@ -36,24 +36,18 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import tomllib
 
 from polyak.algos import registry
 from polyak.core.config import HyperparameterError
 from polyak.runs.report import summarize
-from polyak.runs.run import (
-    EVAL_FILE,
-    LOG_FILE,
-    RunFolder,
-    run_folder_name,
-    training_settings,
-)
+from polyak.runs.run import EVAL_FILE, LOG_FILE, RunFolder, run_folder_name, training_settings
 from polyak.runs.seeds import train_seeds
 from polyak.runs.zoo import tuned_hyperparameters
 

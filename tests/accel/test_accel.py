@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from polyak.accel.controllers import DoNothing, NelderMead, SVDController, make_controller
-from polyak.accel.evaluation import evaluate
-from polyak.accel.evaluation import challenge_score, steps_to_convergence
+from polyak.accel.evaluation import challenge_score, evaluate, steps_to_convergence
 from polyak.cli import main
 from polyak.envs.transverse_tuning import CHALLENGE_START
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import polyak
-from polyak.envs.protocol import GymnasiumVectorAdapter
 from polyak.algos.offpolicy.jitted import JittedLoop
+from polyak.envs.protocol import GymnasiumVectorAdapter
 from polyak.runs.seeds import train_seeds
 from tests.fake_envs import ScriptedJaxEnv
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import polyak
-from tests.fake_envs import CountingEnv
 from polyak.algos.offpolicy.learner import init_learner, train_step, update_phase
 from polyak.core.monitor import observe_rewards
 from polyak.core.types import Transition
 from polyak.data.buffer import buffer_add
+from tests.fake_envs import CountingEnv
 
 N_ROWS, N_GRAD = 40, 3
 

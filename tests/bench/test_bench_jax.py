@@ -9,8 +9,15 @@ import math
 
 import pytest
 
-from benchmarks.bench_jax import (INSTALL_REJAX, JaxBenchConfig, PPOJaxBenchConfig, main, mismatches, polyak_kwargs,
-                              rejax_config)
+from benchmarks.bench_jax import (
+    INSTALL_REJAX,
+    JaxBenchConfig,
+    PPOJaxBenchConfig,
+    main,
+    mismatches,
+    polyak_kwargs,
+    rejax_config,
+)
 
 TINY = ["--steps", "60", "--learning-starts", "50", "--buffer-size", "1000", "--eval-episodes", "1", "--repeats", "1"]
 

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from benchmarks.bench_variance import gradient_statistics, main, policy_gradient, total_variance
 from polyak.algos.onpolicy.learner import Rollout
 from polyak.algos.onpolicy.reinforce import BASELINES, REINFORCEAgent, REINFORCEConfig
-from benchmarks.bench_variance import gradient_statistics, main, policy_gradient, total_variance
 from polyak.core.distributions import Categorical
 
 

@@ -11,8 +11,8 @@ import pytest
 from polyak.algos.offpolicy.ddpg import DDPGAgent, DDPGConfig
 from polyak.algos.offpolicy.sac import SACAgent, SACConfig
 from polyak.algos.offpolicy.td3 import TD3Agent, TD3Config
-from polyak.core.types import Transition
 from polyak.core.networks import squashed_gaussian_sample
+from polyak.core.types import Transition
 
 GAMMA = 0.9
 BATCH = Transition(

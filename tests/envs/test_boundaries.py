@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.fake_envs import CountingEnv
 from polyak.algos.offpolicy.td3 import TD3
 from polyak.core.losses import bootstrap_target
+from tests.fake_envs import CountingEnv
 
 
 def stored_rows(model):

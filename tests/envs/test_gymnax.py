@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("gymnax")
 
 import polyak  # noqa: E402,F401  (registers the ids)
-from polyak.envs.pendulum import Pendulum, PendulumParams, PendulumState  # noqa: E402
 from polyak.envs.gymnax_adapter import FromGymnax  # noqa: E402
+from polyak.envs.pendulum import Pendulum, PendulumParams, PendulumState  # noqa: E402
 
 
 def test_gymnax_pendulum_truncates_at_the_time_limit_and_matches_polyak_pendulum():

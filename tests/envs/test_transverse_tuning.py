@@ -9,8 +9,16 @@ from gymnasium.utils.env_checker import check_env
 
 import polyak  # noqa: F401  (registers the ids)
 from polyak.envs.beam_optics import IncomingBeam, clara_s04_screen_beam
-from polyak.envs.transverse_tuning import (CHALLENGE_START, INCOMING_HIGH, INCOMING_LOW, MAGNET_LIMITS, MAX_DELTA,
-                                           SCREEN_SCALE, TransverseTuning, TransverseTuningParams)
+from polyak.envs.transverse_tuning import (
+    CHALLENGE_START,
+    INCOMING_HIGH,
+    INCOMING_LOW,
+    MAGNET_LIMITS,
+    MAX_DELTA,
+    SCREEN_SCALE,
+    TransverseTuning,
+    TransverseTuningParams,
+)
 
 FIXED_BEAM = (100e6, 1e-3, 2e-5, -5e-4, -1e-5, 2e-4, 2e-5, 1.5e-4, 1e-5, 1e-5, 5e-4)
 FIXED_MISALIGNMENTS = (1e-4, -2e-4, 0.0, 3e-4, -1e-4, 0.0, 2e-4, 1e-4)

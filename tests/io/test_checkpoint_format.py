@@ -19,8 +19,15 @@ import pytest
 
 import polyak
 from polyak.io import checkpoint as checkpoint_module
-from polyak.io.checkpoint import (MAGIC, MAGIC_V1, MAX_HEADER_BYTES, CheckpointError, read_checkpoint,
-                                  read_checkpoint_bytes, write_checkpoint)
+from polyak.io.checkpoint import (
+    MAGIC,
+    MAGIC_V1,
+    MAX_HEADER_BYTES,
+    CheckpointError,
+    read_checkpoint,
+    read_checkpoint_bytes,
+    write_checkpoint,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "v0_1_357b62c"
 ALL_DTYPES = ["float16", "float32", "float64", "int8", "int16", "int32", "int64",

@@ -9,7 +9,18 @@ import pytest
 
 from polyak.cli import main
 from polyak.io.logger import RunLogger
-from polyak.runs.report import find_run_dirs, iqm, load_run, mean, mean_curve, median, median_of_task_means, std, stratified_bootstrap_ci, summarize
+from polyak.runs.report import (
+    find_run_dirs,
+    iqm,
+    load_run,
+    mean,
+    mean_curve,
+    median,
+    median_of_task_means,
+    std,
+    stratified_bootstrap_ci,
+    summarize,
+)
 
 # -- statistics by hand ---------------------------------------------------------------------
 

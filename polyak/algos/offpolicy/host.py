@@ -13,13 +13,7 @@ import numpy as np
 from polyak.algos import registry
 from polyak.algos.algorithm import Algorithm, compile_ahead
 from polyak.algos.offpolicy.jitted import JittedLoop
-from polyak.algos.offpolicy.learner import (
-    Learner,
-    LoopSpec,
-    compiled,
-    diagnostics,
-    new_buffer,
-)
+from polyak.algos.offpolicy.learner import Learner, LoopSpec, compiled, diagnostics, new_buffer
 from polyak.core.config import HyperparameterError
 from polyak.core.noise import NormalActionNoise, noise_from_config, noise_to_config
 from polyak.core.returns import nstep_clear

@@ -6,14 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from polyak.algos.jitted import JaxEnvLoop, LoopState, StepLog
-from polyak.algos.offpolicy.learner import (
-    LoopSpec,
-    diagnostics,
-    first_action,
-    init_learner,
-    store_step,
-    train_step,
-)
+from polyak.algos.offpolicy.learner import LoopSpec, diagnostics, first_action, init_learner, store_step, train_step
 from polyak.core.monitor import Diagnostics
 
 

@@ -33,13 +33,7 @@ import jax.numpy as jnp
 
 from polyak.algos.packing import Columns
 from polyak.core.config import OffPolicyConfig
-from polyak.core.monitor import (
-    Diagnostics,
-    Monitor,
-    check_update,
-    monitor_init,
-    observe_rewards,
-)
+from polyak.core.monitor import Diagnostics, Monitor, check_update, monitor_init, observe_rewards
 from polyak.core.normalizer import RunningMeanStd, rms_init, rms_normalize, rms_update
 from polyak.core.returns import NStepWindow, nstep_init, nstep_push
 from polyak.core.types import Transition, UpdateInfo

@@ -10,12 +10,7 @@ import numpy as np
 from polyak.algos import registry
 from polyak.algos.algorithm import Algorithm, compile_ahead
 from polyak.algos.onpolicy.jitted import OnPolicyJittedLoop
-from polyak.algos.onpolicy.learner import (
-    OnPolicyLearner,
-    OnPolicySpec,
-    compiled,
-    diagnostics,
-)
+from polyak.algos.onpolicy.learner import OnPolicyLearner, OnPolicySpec, compiled, diagnostics
 from polyak.envs.spaces import SpaceError, check_spaces
 from polyak.envs.stepping import VectorEnvStepper
 

@@ -29,12 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from polyak.algos.onpolicy.host import OnPolicyAlgorithm
-from polyak.algos.onpolicy.learner import (
-    OnPolicyConfig,
-    PGState,
-    PolicyGradientAgent,
-    Rollout,
-)
+from polyak.algos.onpolicy.learner import OnPolicyConfig, PGState, PolicyGradientAgent, Rollout
 from polyak.algos.registry import register
 from polyak.core.config import need
 from polyak.core.returns import complete_episodes, reward_to_go

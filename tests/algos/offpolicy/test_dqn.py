@@ -8,18 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tests.fake_envs import CountingEnv
 
 import polyak
-from polyak.algos.offpolicy.dqn import DQN, DoubleDQN
+from polyak.algos.offpolicy.dqn import DQN, DoubleDQN, DoubleDQNConfig, DQNAgent, DQNConfig, td_loss
 from polyak.algos.offpolicy.sac import SAC
 from polyak.core.config import HyperparameterError
-from polyak.algos.offpolicy.dqn import DQNConfig, DoubleDQNConfig, DQNAgent, td_loss
+from polyak.core.normalizer import RunningMeanStd
 from polyak.core.returns import nstep_init, nstep_push
 from polyak.core.types import NStepTransition, Transition
-from polyak.io.checkpoint import CheckpointError
 from polyak.envs.spaces import SpaceError
-from polyak.core.normalizer import RunningMeanStd
+from polyak.io.checkpoint import CheckpointError
+from tests.fake_envs import CountingEnv
 
 SMALL = dict(learning_starts=50, buffer_size=2000, batch_size=16, train_freq=1, gradient_steps=1,
              target_update_interval=20, learning_rate=1e-3, policy_kwargs=dict(net_arch=[16, 16]))
@@ -342,9 +341,9 @@ def test_double_dqn_resume_is_bit_exact(tmp_path):
 # -- the fully jitted loop over a JAX env with discrete actions --------------------------------
 def test_jitted_loop_matches_the_host_loop_on_gymnax_cartpole():
     pytest.importorskip("gymnax")
-    from polyak.envs.protocol import GymnasiumVectorAdapter
-    from polyak.envs.gymnax_adapter import FromGymnax
     from polyak.algos.offpolicy.jitted import JittedLoop
+    from polyak.envs.gymnax_adapter import FromGymnax
+    from polyak.envs.protocol import GymnasiumVectorAdapter
 
     env = FromGymnax("CartPole-v1", max_steps_in_episode=12)  # time limits inside the run, too
     hp = dict(SMALL, learning_starts=24, batch_size=8, n_steps=2, exploration_fraction=0.5)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 import polyak
-from tests.fake_envs import CountingEnv, DiscreteActionEnv
+from polyak.algos.algorithm import NonFiniteError
 from polyak.algos.offpolicy.ddpg import DDPG
 from polyak.algos.offpolicy.sac import SAC
 from polyak.algos.offpolicy.td3 import TD3
-from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-from polyak.algos.algorithm import NonFiniteError
 from polyak.core.config import HyperparameterError
+from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from polyak.envs.spaces import SpaceError
+from tests.fake_envs import CountingEnv, DiscreteActionEnv
 
 TINY = dict(learning_starts=20, buffer_size=500, batch_size=16, policy_kwargs=dict(net_arch=[16]))
 

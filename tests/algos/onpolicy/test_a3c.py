@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import polyak
-from polyak.algos.onpolicy.a2c import A2CAgent
-from polyak.algos.onpolicy.actor_critic import A2CConfig, actor_critic_loss
-from polyak.algos.onpolicy.a3c import A3C, A3CAgent, A3CConfig, _Run
 from polyak.algos.algorithm import NonFiniteError
-from polyak.core.config import HyperparameterError
+from polyak.algos.onpolicy.a2c import A2CAgent
+from polyak.algos.onpolicy.a3c import A3C, A3CAgent, A3CConfig, _Run
+from polyak.algos.onpolicy.actor_critic import A2CConfig, actor_critic_loss
 from polyak.algos.onpolicy.learner import Rollout
+from polyak.core.config import HyperparameterError
 from polyak.core.returns import gae_advantages
 from polyak.envs.spaces import SpaceError
 from tests.fake_envs import CountingEnv

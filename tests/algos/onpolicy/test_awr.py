@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from polyak.algos.onpolicy.awr import AWR, AWRAgent, AWRConfig, awr_weights, rescale_value_head, ring_write
-from polyak.core.config import HyperparameterError
 from polyak.algos.onpolicy.learner import Rollout
+from polyak.core.config import HyperparameterError
 from polyak.core.returns import gae_advantages
 
 T, N, OBS, ACT = 4, 2, 3, 1  # rollout steps, envs, obs dim, action dim

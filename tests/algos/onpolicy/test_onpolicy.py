@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 
 from polyak.algos.onpolicy.a2c import A2C
-from polyak.algos.onpolicy.ppo import PPO
-from polyak.algos.onpolicy.reinforce import REINFORCE
+from polyak.algos.onpolicy.ppo import PPO, clipped_surrogate
+from polyak.algos.onpolicy.reinforce import REINFORCE, baseline_values
 from polyak.core.config import HyperparameterError
-from polyak.algos.onpolicy.ppo import clipped_surrogate
-from polyak.algos.onpolicy.reinforce import baseline_values
 from polyak.core.returns import complete_episodes, gae_advantages, reward_to_go
 from polyak.envs.spaces import SpaceError
 from tests.fake_envs import CountingEnv, DiscreteActionEnv

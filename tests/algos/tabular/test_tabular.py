@@ -5,11 +5,19 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from tests.fake_envs import CountingEnv, DiscreteActionEnv
+from polyak.algos.tabular.qlearning import (
+    QLearning,
+    policy_evaluation,
+    policy_gap,
+    q_learning_update,
+    start_value,
+    transition_model,
+    value_iteration,
+)
 from polyak.core.config import HyperparameterError
-from polyak.algos.tabular.qlearning import QLearning, policy_evaluation, policy_gap, q_learning_update, start_value, transition_model, value_iteration
-from polyak.io.checkpoint import CheckpointError
 from polyak.envs.spaces import SpaceError
+from polyak.io.checkpoint import CheckpointError
+from tests.fake_envs import CountingEnv, DiscreteActionEnv
 
 
 class TwoStateMDP(gym.Env):
