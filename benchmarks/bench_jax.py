@@ -13,9 +13,9 @@ make equal are listed by :func:`mismatches` and printed with the results). PPO r
 rollouts: ``--steps`` is rounded up to a multiple of the rollout length in both libraries. For
 every library and every seed count N of ``--seeds``:
 
-* **polyak, jitted** -- the JAX env ``polyak/Pendulum-v1`` in :class:`polyak.jitted.JittedLoop`
-  (:class:`polyak.jitted.OnPolicyJittedLoop` for PPO; ``lax.scan`` over env steps, ``vmap`` over
-  the N seeds), with a model built as :func:`polyak.jitted.train_seeds` builds it, run in chunks of
+* **polyak, jitted** -- the JAX env ``polyak/Pendulum-v1`` in :class:`polyak.algos.offpolicy.jitted.JittedLoop`
+  (:class:`polyak.algos.onpolicy.jitted.OnPolicyJittedLoop` for PPO; ``lax.scan`` over env steps, ``vmap`` over
+  the N seeds), with a model built as :func:`polyak.runs.seeds.train_seeds` builds it, run in chunks of
   ``--chunk`` steps (SAC: 1000, as train_seeds; PPO: whole rollouts, by default 10 per call, see
   :attr:`PPOJaxBenchConfig.default_chunk`);
 * **rejax, jitted** -- ``rejax.get_algo(ALGO).create(env="Pendulum-v1", ...)`` on gymnax's Pendulum,
@@ -733,7 +733,8 @@ def notes(cfg: BenchConfigType, args: argparse.Namespace) -> list[str]:
                   "one jitted, donated collect call per env step, with the update in the call of a rollout's last "
                   "step")
     out.append(f"polyak jitted runs {POLYAK_JAX_ENV} (JAX, equal to Gymnasium's step for step) in "
-               f"polyak.jitted.{'JittedLoop' if sac else 'OnPolicyJittedLoop'}, chunks of {chunk} steps, vmapped over "
+               f"{'polyak.algos.offpolicy.jitted.JittedLoop' if sac else 'polyak.algos.onpolicy.jitted.OnPolicyJittedLoop'}"
+               f", chunks of {chunk} steps, vmapped over "
                f"seeds (one seed runs without vmap); polyak host runs Gymnasium's Pendulum-v1 in "
                f"{cfg.algo.upper()}.learn ({host_calls})"
                + ("; rejax runs gymnax Pendulum-v1 in jax.jit(algo.train), with jax.vmap over the seeds when "

@@ -1,11 +1,11 @@
 """A random permutation of 0..n-1 without a sort, for shuffling minibatches inside jitted code.
 
-`jax.random.permutation` draws random keys and sorts them; XLA:CPU's sort costs ≈ 0.6 ms for 2048
-rows, so PPO's ten shuffles per rollout took ≈ 20% of its update on these CPUs. Here the indices are
+`jax.random.permutation` draws random keys and sorts them, and XLA:CPU's sort made PPO's ten shuffles per
+rollout a large part of its update (BENCHMARKS.md, "PPO and A2C speed"). Here the indices are
 encrypted instead: a keyed Feistel network is a bijection on [0, 2^(2h)), and "cycle walking"
 (Black & Rogaway 2002, "Ciphers with arbitrary finite domains") restricts it to [0, n): an index
 whose image falls outside [0, n) is mapped again until it lands inside. Everything is element-wise
-integer arithmetic (≈ 0.07 ms for 2048 rows).
+integer arithmetic.
 
 Eight rounds with a hashed round function: the position of each element and the chance that two
 given elements share a minibatch match those of a uniform permutation within sampling error
