@@ -18,8 +18,10 @@ loop's chunks, so each test compiles one chunk program.
 | REINFORCE  | >= 400 within 300k steps  | 100,352     |
 | PPO        | >= -300 within 200k steps | 196,608     |
 
-DQN and Double DQN are the tight ones: at 50k steps seed 1 misses (about 380 and 160; all three seeds
-reach 500 at the issue's 100k, which takes about two minutes per algorithm here).
+DQN and Double DQN are the tight ones and train 5 seeds (vmapped), of which 3 must reach the threshold:
+their CartPole results depend on the CPU's floating point (the same code gave 500/380/500 on one machine
+and 500/415/226 for Double DQN's 3 seeds on another; with 5 seeds on the latter, 2026-12-06:
+DQN 500 x 5, Double DQN 500/458.6/500/500/431.1 — no spare seed for Double DQN, see BENCHMARKS.md).
 AWR on Pendulum (>= -300 within 100k steps) is not here, for time: its 100k steps (2 of 3 seeds) take
 over two minutes on their own.
 """
@@ -32,17 +34,18 @@ from polyak.runs.seeds import train_seeds
 from polyak.runs.zoo import tuned_hyperparameters
 
 SEEDS = [0, 1, 2]
+FIVE_SEEDS = [0, 1, 2, 3, 4]  # value-based CartPole: 3 of 5
 EVAL_EPISODES = 10
 CARTPOLE = "gymnax/CartPole-v1"
 
-# (algorithm, JAX env, steps, threshold)
+# (algorithm, JAX env, steps, threshold, seeds, seeds that must reach it)
 CASES = [
-    pytest.param("ppo", CARTPOLE, 47_616, 475.0, id="ppo-cartpole"),  # 6 chunks: 31 x 32 steps x 8 envs
-    pytest.param("dqn", CARTPOLE, 50_000, 475.0, id="dqn-cartpole"),  # 50 chunks: 1000 steps x 1 env
-    pytest.param("double_dqn", CARTPOLE, 50_000, 475.0, id="double_dqn-cartpole"),
-    pytest.param("a2c", CARTPOLE, 200_000, 475.0, id="a2c-cartpole"),  # 25 chunks: 1000 x 8 envs
-    pytest.param("reinforce", CARTPOLE, 100_352, 400.0, id="reinforce-cartpole"),  # 14: 7 x 128 x 8
-    pytest.param("ppo", "polyak/Pendulum-v1", 196_608, -300.0, id="ppo-pendulum"),  # 48 chunks: 2 x 512 x 4 envs
+    pytest.param("ppo", CARTPOLE, 47_616, 475.0, SEEDS, 2, id="ppo-cartpole"),  # 6 chunks: 31 x 32 steps x 8 envs
+    pytest.param("dqn", CARTPOLE, 50_000, 475.0, FIVE_SEEDS, 3, id="dqn-cartpole"),  # 50 chunks: 1000 x 1 env
+    pytest.param("double_dqn", CARTPOLE, 50_000, 475.0, FIVE_SEEDS, 3, id="double_dqn-cartpole"),
+    pytest.param("a2c", CARTPOLE, 200_000, 475.0, SEEDS, 2, id="a2c-cartpole"),  # 25 chunks: 1000 x 8 envs
+    pytest.param("reinforce", CARTPOLE, 100_352, 400.0, SEEDS, 2, id="reinforce-cartpole"),  # 14: 7 x 128 x 8
+    pytest.param("ppo", "polyak/Pendulum-v1", 196_608, -300.0, SEEDS, 2, id="ppo-pendulum"),  # 48: 2 x 512 x 4 envs
 ]
 
 
@@ -56,13 +59,13 @@ def zoo_settings(algo: str, env_id: str) -> tuple[dict, int, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo, env_id, steps, threshold", CASES)
-def test_reaches_threshold_for_two_of_three_seeds(algo, env_id, steps, threshold, tmp_path):
+@pytest.mark.parametrize("algo, env_id, steps, threshold, seeds, need", CASES)
+def test_reaches_threshold_for_most_seeds(algo, env_id, steps, threshold, seeds, need, tmp_path):
     hp, n_envs, env_kwargs = zoo_settings(algo, env_id)
-    dirs = train_seeds(algo, env_id, SEEDS, steps, hp, env_kwargs=env_kwargs, n_envs=n_envs, run_dir=tmp_path,
+    dirs = train_seeds(algo, env_id, seeds, steps, hp, env_kwargs=env_kwargs, n_envs=n_envs, run_dir=tmp_path,
                        eval_episodes=EVAL_EPISODES, progress_bar=False)
     results = [json.loads((d / "eval.json").read_text()) for d in dirs]
-    assert [r["steps"] for r in results] == [steps] * len(SEEDS)  # the budget is whole rollouts: no rounding up
+    assert [r["steps"] for r in results] == [steps] * len(seeds)  # the budget is whole rollouts: no rounding up
     returns = [r["eval_return_mean"] for r in results]
     print(f"\n{algo} {env_id} {steps} steps, per-seed eval returns: {[round(r, 1) for r in returns]}")
-    assert sum(r >= threshold for r in returns) >= 2, returns
+    assert sum(r >= threshold for r in returns) >= need, returns
