@@ -89,8 +89,9 @@ class OffPolicyAlgorithm(Algorithm):
         n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * n_envs
         store_fn, train_fn, collect_fn = self._fns["store"], self._fns["train"](n_grad), self._fns["train"](0)
         packed = columns.zeros(n_envs)
+        ahead = None
         if self.num_timesteps < cfg.learning_starts:  # compile the training step while warm-up steps run
-            compile_ahead(train_fn, self.learner, packed)
+            ahead = compile_ahead(train_fn, self.learner, packed)
 
         def step(batch) -> np.ndarray:
             warm_up = self.num_timesteps < cfg.learning_starts  # uniform random actions
@@ -109,7 +110,11 @@ class OffPolicyAlgorithm(Algorithm):
                 self._raise_nonfinite_update()
             return np.asarray(next_action)
 
-        return step, lambda: None
+        def finish() -> None:
+            if ahead is not None:  # learn() ended during the warm-up: do not leave the compiler running behind it
+                ahead.join()
+
+        return step, finish
 
     def _diagnostics(self):
         return diagnostics(self.learner)
