@@ -3,10 +3,15 @@
 from polyak import envs  # noqa: F401  (registers polyak/... ids with Gymnasium)
 from polyak._version import __version__
 from polyak.algos import registry
+from polyak.algos.offpolicy.crossq import CrossQ
 from polyak.algos.offpolicy.ddpg import DDPG
 from polyak.algos.offpolicy.dqn import DQN, DoubleDQN
+from polyak.algos.offpolicy.droq import DroQ
+from polyak.algos.offpolicy.redq import REDQ
 from polyak.algos.offpolicy.sac import SAC
+from polyak.algos.offpolicy.sac_n import SACN
 from polyak.algos.offpolicy.td3 import TD3
+from polyak.algos.offpolicy.tqc import TQC
 from polyak.algos.onpolicy.a2c import A2C
 from polyak.algos.onpolicy.a3c import A3C
 from polyak.algos.onpolicy.awr import AWR
@@ -23,5 +28,6 @@ def load(path, env=None):
     return registry.load_model(path, env=env)
 
 
-__all__ = ["SAC", "TD3", "DDPG", "DQN", "DoubleDQN", "PPO", "A2C", "A3C", "REINFORCE", "AWR", "QLearning",
+__all__ = ["SAC", "TD3", "DDPG", "TQC", "CrossQ", "REDQ", "SACN", "DroQ", "DQN", "DoubleDQN", "PPO", "A2C", "A3C",
+           "REINFORCE", "AWR", "QLearning",
            "NormalActionNoise", "OrnsteinUhlenbeckActionNoise", "ALGORITHMS", "load", "__version__"]
