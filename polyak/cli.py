@@ -63,7 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} (min {np.min(returns):.2f}, max {np.max(returns):.2f})")
     if args.q_bias:
         if not model.has_q_critic:
-            raise SystemExit(f"--q-bias needs a model with a Q critic (SAC, TD3, DDPG, DQN); {model.name} has none")
+            raise SystemExit(f"--q-bias needs a model with a Q critic (an off-policy algorithm); {model.name} has none")
 
         print(q_bias_text(evaluate_q_bias(model, make_training_env(env_id, 1, env_kwargs), args.episodes, seed=args.seed)))
     return 0
@@ -136,8 +136,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train an agent and write a run folder",
-                        description="Train SAC, TD3, DDPG, DQN, Double DQN, PPO, A2C, A3C, REINFORCE, AWR or tabular "
-                                    "Q-learning on a Gymnasium environment. Writes a run folder with "
+                        description=f"Train an algorithm ({', '.join(registry.names())}) "
+                                    "on a Gymnasium environment. Writes a run folder with "
                                     "config.json, metrics.csv, episodes.csv, TensorBoard events, "
                                     "learning_curve.png, model.polyak and eval.json (deterministic evaluation).")
     tr.add_argument("algo", choices=registry.names(),
