@@ -3,15 +3,16 @@
 from polyak import envs  # noqa: F401  (registers polyak/... ids with Gymnasium)
 from polyak._version import __version__
 from polyak.algos import registry
-from polyak.algos.offpolicy.crossq import CrossQ
+from polyak.algos.evolution import CEM, CMAES, NES
 from polyak.algos.offpolicy.ddpg import DDPG
 from polyak.algos.offpolicy.dqn import DQN, DoubleDQN
-from polyak.algos.offpolicy.droq import DroQ
-from polyak.algos.offpolicy.redq import REDQ
 from polyak.algos.offpolicy.sac import SAC
-from polyak.algos.offpolicy.sac_n import SACN
 from polyak.algos.offpolicy.td3 import TD3
 from polyak.algos.offpolicy.tqc import TQC
+from polyak.algos.offpolicy.crossq import CrossQ
+from polyak.algos.offpolicy.redq import REDQ
+from polyak.algos.offpolicy.sac_n import SACN
+from polyak.algos.offpolicy.droq import DroQ
 from polyak.algos.onpolicy.a2c import A2C
 from polyak.algos.onpolicy.a3c import A3C
 from polyak.algos.onpolicy.awr import AWR
@@ -30,4 +31,5 @@ def load(path, env=None):
 
 __all__ = ["SAC", "TD3", "DDPG", "TQC", "CrossQ", "REDQ", "SACN", "DroQ", "DQN", "DoubleDQN", "PPO", "A2C", "A3C",
            "REINFORCE", "AWR", "QLearning",
+           "CEM", "CMAES", "NES",
            "NormalActionNoise", "OrnsteinUhlenbeckActionNoise", "ALGORITHMS", "load", "__version__"]

@@ -339,15 +339,18 @@ def train_one(args: argparse.Namespace) -> tuple[RunFolder, dict[str, Any], list
     callback = None
     if args.checkpoint_every:
         every, keep = args.checkpoint_every, args.keep_checkpoints
+        last = [model.num_timesteps // every]  # a checkpoint each time the step count passes a multiple of N
+        # (not only lands on one: vector envs and evolution strategies' generations advance by many steps)
 
         def callback(m):
-            if m.num_timesteps % every == 0:
+            if m.num_timesteps // every > last[0]:
+                last[0] = m.num_timesteps // every
                 logger.flush()  # the logs hold every row up to the checkpoint's step
                 folder.save_checkpoint(m, include_buffer=args.save_buffer or folder.buffer_fits(m), keep=keep)
 
     t0 = time.perf_counter()
     try:
-        model.learn(args.steps - model.num_timesteps, callback=callback, log_interval=args.log_interval,
+        model.learn(max(0, args.steps - model.num_timesteps), callback=callback, log_interval=args.log_interval,
                     logger=logger)
     finally:
         logger.close()
