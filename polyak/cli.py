@@ -14,6 +14,7 @@ import numpy as np
 import polyak
 from polyak.accel.controllers import make_controller
 from polyak.accel.evaluation import TASKS, evaluate, write_results
+from polyak.accel.oracle import trial_floors
 from polyak.accel.speed import main as speed_main
 from polyak.algos import registry
 from polyak.core.config import HyperparameterError
@@ -89,6 +90,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_accel_evaluate(args: argparse.Namespace) -> int:
     evaluations = []
+    floors = None
+    if args.task == "transverse" and not args.no_oracle:
+        t0 = time.perf_counter()
+        floors = trial_floors(range(args.seed, args.seed + args.trials))
+        print(f"oracle (best MAE reachable per trial): median {1e6 * np.median(floors):.1f} um, "
+              f"{args.trials} trials in {time.perf_counter() - t0:.1f} s", flush=True)
     for item in args.controllers:
         spec, _, steps_text = item.rpartition("@") if item.rpartition("@")[2].isdigit() else (item, "", "")
         steps = int(steps_text) if steps_text else args.steps
@@ -103,7 +110,7 @@ def cmd_accel_evaluate(args: argparse.Namespace) -> int:
             raise SystemExit(str(err)) from None
         t0 = time.perf_counter()
         evaluation = evaluate(controller, args.task, trials=args.trials, steps=steps, seed=args.seed,
-                              reading_noise=args.noise)
+                              reading_noise=args.noise, floors=floors)
         evaluations.append(evaluation)
         print(f"{evaluation.controller}: {args.trials} trials in {time.perf_counter() - t0:.1f} s", flush=True)
     paths = write_results(evaluations, args.out, plot_trial=args.plot_trial)
@@ -252,6 +259,9 @@ def make_parser() -> argparse.ArgumentParser:
     ae.add_argument("--nm-step", type=float, default=0.1,
                     help="Nelder-Mead initial simplex step as a fraction of each magnet's limit (default: 0.1)")
     ae.add_argument("--plot-trial", type=int, default=0, help="which trial to plot (default: 0)")
+    ae.add_argument("--no-oracle", action="store_true",
+                    help="transverse: skip the per-trial oracle (the best MAE reachable, found by projected Adam "
+                         "through the differentiable optics from 128 starts) and the median final MAE / oracle column")
     ae.add_argument("--out", default="accel-eval", help="output folder (default: accel-eval)")
     ae.set_defaults(func=cmd_accel_evaluate)
     asp = acs.add_parser("speed", help="environment steps per second: vmapped JAX envs and the Gymnasium adapter")

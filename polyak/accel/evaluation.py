@@ -6,6 +6,7 @@ challenge: target (0, 0, 0, 0), magnets starting at (0, 0, 10, -10, 10), 150 ste
 controller is given fewer, deterministic actions. Per trial (MAE series m_0 .. m_T, m_0 at reset):
 
     final MAE              m_T
+    ratio to the oracle    m_T / the best MAE reachable in that trial (`accel.oracle`; where computed)
     best MAE               min_t m_t
     steps to 20 um         first t with m_t < 20 um (NaN if never)
     steps to convergence   first t after which max - min of m_t..m_T < 40 um; T if m_T >= m_0
@@ -103,9 +104,12 @@ class TransverseTask:
                 "median_steps_to_20um": float(np.median(col["steps_to_20um"][reached])) if reached.any() else math.nan,
                 "median_steps_to_convergence": float(np.median(col["steps_to_convergence"])),
                 "median_magnet_change": float(np.median(col["magnet_change"])),
+                "median_ratio_to_oracle": float(np.median(col["ratio_to_oracle"])) if "ratio_to_oracle" in col
+                else math.nan,
                 "score": challenge_score(col["final_mae"], col["steps_to_convergence"], col["magnet_change"])}
 
     COLUMNS = [("median_final_mae_um", "median final MAE [um]", "{:.1f}"),
+               ("median_ratio_to_oracle", "median final MAE / oracle", "{:.2f}"),
                ("mean_final_mae_um", "mean final MAE [um]", "{:.1f}"),
                ("median_best_mae_um", "median best MAE [um]", "{:.1f}"),
                ("reached_20um", "reached 20 um", "{:.0%}"),
@@ -212,12 +216,16 @@ def table_header(task: str) -> str:
 
 
 def evaluate(controller: Controller, task: str = "transverse", trials: int = 100, steps: int | None = None,
-             seed: int = 0, reading_noise: float = 0.0) -> Evaluation:
-    """Run `trials` seeded trials (seeds seed .. seed+trials-1) of `task` with `controller`."""
+             seed: int = 0, reading_noise: float = 0.0, floors: np.ndarray | None = None) -> Evaluation:
+    """Run `trials` seeded trials (seeds seed .. seed+trials-1) of `task` with `controller`. `floors`: the best
+    MAE reachable in each trial (`accel.oracle.trial_floors` of the same seeds) adds each trial's final MAE
+    relative to it."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
+    if floors is not None and (task != "transverse" or len(floors) != trials):
+        raise ValueError(f"floors are for the transverse task, one per trial ({trials}); got {len(floors)} for {task}")
     spec = TASKS[task]
     steps = spec.default_steps if steps is None else int(steps)
     adapter = spec.make(controller, steps, reading_noise)
@@ -231,7 +239,10 @@ def evaluate(controller: Controller, task: str = "transverse", trials: int = 100
             obs, _, terminated, truncated, info = adapter.step(controller.act(obs, info))
             records.append(spec.record(info))
             done = terminated or truncated
-        all_metrics.append(spec.trial_metrics(records))
+        metrics = spec.trial_metrics(records)
+        if floors is not None:
+            metrics.update(oracle_mae=float(floors[i]), ratio_to_oracle=metrics["final_mae"] / float(floors[i]))
+        all_metrics.append(metrics)
         all_records.append(records)
     if hasattr(controller, "close"):
         controller.close()

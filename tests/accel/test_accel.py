@@ -2,6 +2,8 @@
 
 import json
 
+import jax
+
 import numpy as np
 import pytest
 
@@ -98,6 +100,27 @@ def test_cli_accel_evaluate_writes_table_json_and_plot(tmp_path, capsys):
     assert len(results[1]["trials"]) == 3 and results[1]["summary"]["steps_per_trial"] == 20  # CONTROLLER@N
     assert results[0]["summary"]["steps_per_trial"] == 30
     assert (out / "trial0.png").stat().st_size > 10_000
+    # the oracle: each trial's best reachable MAE, below what any controller reached in it
+    assert "median final MAE / oracle" in table
+    for result in results:
+        for trial in result["trials"]:
+            assert 0 < trial["oracle_mae"] <= min(trial["best_mae"], trial["initial_mae"])
+            assert trial["ratio_to_oracle"] == pytest.approx(trial["final_mae"] / trial["oracle_mae"])
+    assert results[1]["summary"]["median_ratio_to_oracle"] > 1.0
+
+
+def test_oracle_floor_is_reached_by_the_magnets_it_returns():
+    from polyak.accel.oracle import trial_floor, trial_states
+    from polyak.envs.transverse_tuning import MAGNET_LIMITS, TransverseTuning
+
+    state = trial_states([7])[0]
+    floor, magnets = trial_floor(state.incoming, state.misalignments, state.target, jax.random.PRNGKey(0),
+                                 restarts=8, steps=100)
+    assert np.all(np.abs(np.asarray(magnets)) <= MAGNET_LIMITS * (1 + 1e-6))
+    beam = np.asarray(TransverseTuning.screen_beam(state, magnets))
+    assert float(floor) == pytest.approx(np.mean(np.abs(beam - np.asarray(state.target))), rel=1e-4)
+    start_mae = np.mean(np.abs(np.asarray(TransverseTuning.screen_beam(state, state.magnets)) - np.asarray(state.target)))
+    assert float(floor) < 0.1 * start_mae  # from ~mm to tens of um
 
 
 def test_a_trained_agent_is_a_controller(tmp_path):
