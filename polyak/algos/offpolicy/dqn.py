@@ -7,7 +7,12 @@ s'' the observation k steps later; see `boundaries.nstep_push`; n_steps = 1 give
                   Double DQN:  y = G + gamma^k (1 - d) Q'(s'', argmax_a' Q(s'', a'))
                   (the online network chooses a', the target network evaluates it)
   2. loss         L = mean l(Q(s, a) - y),  l = Huber (delta = 1) or 1/2 x^2 ("mse");
-                  one Adam step on the gradient clipped to global norm max_grad_norm
+                  one Adam step on the gradient clipped to global norm max_grad_norm; its step size is
+                  learning_rate, or, with learning_rate_decay_steps = K > 0, falls linearly from
+                  learning_rate to learning_rate_final over the first K gradient steps and stays there
+                  (`optax.linear_schedule`, counted by Adam's step counter, so a checkpoint resumes it;
+                  like RL Zoo's "lin_1e-3", but over a fixed number of gradient steps and to a floor,
+                  so a longer run ends with a small step size instead of forgetting; default: constant)
   3. target net   every `target_update_interval` gradient steps: theta' <- tau theta + (1 - tau) theta'
                   (tau = 1, the default: a hard copy)
 Acting: epsilon-greedy on Q(s, .). epsilon falls linearly from exploration_initial_eps to
@@ -63,6 +68,10 @@ class DQNConfig(OffPolicyConfig):
     loss: str = "huber"  # "huber" (delta = 1) or "mse" (1/2 x^2)
     double_q: bool = False  # Double DQN target
     n_steps: int = 1  # rewards summed per replay row (n-step returns)
+    # learning-rate schedule: 0 = constant learning_rate; K > 0 = linear from learning_rate to
+    # learning_rate_final over the first K gradient steps, then constant at learning_rate_final
+    learning_rate_decay_steps: int = 0
+    learning_rate_final: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -83,6 +92,10 @@ class DQNConfig(OffPolicyConfig):
         need(self.loss in ("huber", "mse"), f"loss must be 'huber' or 'mse', got {self.loss!r}")
         need(isinstance(self.n_steps, int) and self.n_steps >= 1,
              f"n_steps must be an integer >= 1, got {self.n_steps!r}")
+        need(self.learning_rate_decay_steps >= 0,
+             f"learning_rate_decay_steps must be >= 0 (0: constant), got {self.learning_rate_decay_steps}")
+        need(0 <= self.learning_rate_final <= self.learning_rate or self.learning_rate_decay_steps == 0,
+             f"learning_rate_final must be in [0, learning_rate={self.learning_rate}], got {self.learning_rate_final}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,10 @@ class DQNAgent(Agent):
 
     @cached_property
     def optimizer(self) -> optax.GradientTransformation:
-        return optax.chain(optax.clip_by_global_norm(self.cfg.max_grad_norm), optax.adam(self.cfg.learning_rate))
+        cfg = self.cfg
+        learning_rate = cfg.learning_rate if cfg.learning_rate_decay_steps == 0 else optax.linear_schedule(
+            cfg.learning_rate, cfg.learning_rate_final, cfg.learning_rate_decay_steps)  # counts gradient steps
+        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(learning_rate))
 
     def init(self, key: jax.Array) -> DQNState:
         q_params = self.q_network.init(key, jnp.zeros((1, self.obs_dim)))

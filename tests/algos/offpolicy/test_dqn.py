@@ -151,6 +151,30 @@ def test_polyak_target_update_averages():
             np.testing.assert_allclose(t, 0.25 * q + 0.75 * t_old, rtol=1e-6, atol=1e-7)
 
 
+# -- the learning-rate schedule ----------------------------------------------------------------
+def test_learning_rate_falls_linearly_to_its_floor_over_the_decay_steps():
+    """With a constant gradient Adam's bias-corrected step is the learning rate itself, so the updates
+    show the schedule: learning_rate at gradient step 0, learning_rate_final from step K on."""
+    agent = DQNAgent(DQNConfig(critic_hidden=(), learning_rate=1e-2, learning_rate_decay_steps=4,
+                               learning_rate_final=1e-3), 2, 2)
+    params = agent.init(jax.random.PRNGKey(0)).q_params
+    grads = jax.tree.map(lambda x: jnp.full_like(x, 0.01), params)
+    opt_state, steps = agent.optimizer.init(params), []
+    for _ in range(6):
+        updates, opt_state = agent.optimizer.update(grads, opt_state, params)
+        steps.append(-float(jax.tree.leaves(updates)[0].ravel()[0]))
+    np.testing.assert_allclose(steps, [1e-2, 7.75e-3, 5.5e-3, 3.25e-3, 1e-3, 1e-3], rtol=1e-4)
+
+
+def test_constant_learning_rate_keeps_the_optimizer_state_of_earlier_versions():
+    import optax
+
+    agent = DQNAgent(DQNConfig(), 4, 2)
+    state = agent.init(jax.random.PRNGKey(0))
+    plain = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-4)).init(state.q_params)
+    assert jax.tree.structure(state.opt_state) == jax.tree.structure(plain)
+
+
 # -- epsilon-greedy ----------------------------------------------------------------------------
 def test_epsilon_schedule_values():
     agent = DQNAgent(DQNConfig(exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.1),
@@ -285,6 +309,8 @@ def test_spaces_and_hyperparameters_are_checked_with_clear_messages():
                        ({"exploration_fraction": 1.5}, "exploration_fraction"),
                        ({"exploration_final_eps": -0.1}, "exploration_final_eps"),
                        ({"target_update_interval": 0}, "target_update_interval"),
+                       ({"learning_rate_decay_steps": -1}, "learning_rate_decay_steps"),
+                       ({"learning_rate_decay_steps": 10, "learning_rate_final": 1.0}, "learning_rate_final"),
                        ({"policy_kwargs": {"n_critics": 2}}, "one Q-network")]:
         with pytest.raises(HyperparameterError, match=match):
             DQN("MlpPolicy", "CartPole-v1", **bad)
@@ -313,9 +339,10 @@ def test_predict_and_predict_q_on_discrete_actions():
 
 def test_double_dqn_resume_is_bit_exact(tmp_path):
     """Interrupted at step k (mid-episode), saved, loaded, continued: the same parameters, buffer,
-    n-step window and epsilon schedule as a run that never stopped."""
+    n-step window, epsilon and learning-rate schedules as a run that never stopped."""
     k, total = 130, 260
-    hp = dict(seed=4, n_steps=3, exploration_fraction=0.5, **SMALL)
+    hp = dict(seed=4, n_steps=3, exploration_fraction=0.5, learning_rate_decay_steps=150, learning_rate_final=1e-4,
+              **SMALL)  # the schedule's position (Adam's count) is saved and restored as well
     straight = DoubleDQN("MlpPolicy", "CartPole-v1", **hp)
     straight.learn(total)
 
@@ -402,13 +429,21 @@ def test_cli_trains_and_evaluates_dqn(tmp_path, capsys):
 # -- learning ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_dqn_learns_cartpole_quickly():
-    """polyak/zoo.py's CartPole settings, 15k steps on Gymnasium's CartPole-v1 (the host loop):
-    the greedy policy balances for 150+ steps on average (measured: see BENCHMARKS.md)."""
+    """polyak/zoo.py's CartPole settings, 15k steps on Gymnasium's CartPole-v1 (the host loop): the greedy
+    policy balances for 150+ steps on average for 2 of seeds 0-2 (measured: see BENCHMARKS.md). Seeds run
+    in order and the third is trained only when the first two disagree, so a pass usually costs two runs."""
     from polyak.evaluation import evaluate_policy
     from polyak.runs.zoo import tuned_hyperparameters
 
-    hp = tuned_hyperparameters("dqn", "CartPole-v1")
-    model = DQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=hp.pop("net_arch")), **hp)
-    model.learn(15_000)
-    mean, _ = evaluate_policy(model, "CartPole-v1", n_eval_episodes=10, seed=1000)
-    assert mean >= 150, mean
+    returns = []
+    for seed in (0, 1, 2):
+        hp = tuned_hyperparameters("dqn", "CartPole-v1")
+        model = DQN("MlpPolicy", "CartPole-v1", seed=seed, policy_kwargs=dict(net_arch=hp.pop("net_arch")), **hp)
+        model.learn(15_000)
+        mean, _ = evaluate_policy(model, "CartPole-v1", n_eval_episodes=10, seed=1000 + seed)
+        returns.append(mean)
+        passed = sum(r >= 150 for r in returns)
+        if passed >= 2 or len(returns) - passed >= 2:
+            break
+    print(f"\ndqn CartPole-v1 15000 steps (host loop), per-seed eval returns: {[round(r, 1) for r in returns]}")
+    assert sum(r >= 150 for r in returns) >= 2, returns
