@@ -129,16 +129,15 @@ def random_batch(key, n=8):
 def test_hard_target_update_copies_every_k_gradient_steps():
     agent = DQNAgent(DQNConfig(critic_hidden=(8,), target_update_interval=3, learning_rate=1e-2), 2, 2)
     state, update = agent.init(jax.random.PRNGKey(1)), jax.jit(agent.update)
-    initial = state.target_params
+    last_copy = state.target_params  # the initial target until the first copy at i = 3
     for i in range(1, 7):
         state, *_ = update(state, random_batch(jax.random.PRNGKey(i)), jax.random.PRNGKey(0))
         if i % 3:
-            expected = initial if i < 3 else after_copy  # noqa: F821 (set at i = 3)
-            assert_trees_equal(state.target_params, expected)
+            assert_trees_equal(state.target_params, last_copy)
             assert not np.array_equal(leaves(state.q_params)[0], leaves(state.target_params)[0])
         else:
             assert_trees_equal(state.target_params, state.q_params)
-            after_copy = state.q_params
+            last_copy = state.q_params
 
 
 def test_polyak_target_update_averages():
