@@ -13,6 +13,7 @@ from polyak.algos.offpolicy.crossq import CrossQ
 from polyak.algos.offpolicy.redq import REDQ
 from polyak.algos.offpolicy.sac_n import SACN
 from polyak.algos.offpolicy.droq import DroQ
+from polyak.algos.offline import AWAC, CQL, IQL, TD3BC
 from polyak.algos.onpolicy.a2c import A2C
 from polyak.algos.onpolicy.a3c import A3C
 from polyak.algos.onpolicy.awr import AWR
@@ -31,5 +32,6 @@ def load(path, env=None):
 
 __all__ = ["SAC", "TD3", "DDPG", "TQC", "CrossQ", "REDQ", "SACN", "DroQ", "DQN", "DoubleDQN", "PPO", "A2C", "A3C",
            "REINFORCE", "AWR", "QLearning",
+           "TD3BC", "CQL", "IQL", "AWAC",
            "CEM", "CMAES", "NES",
            "NormalActionNoise", "OrnsteinUhlenbeckActionNoise", "ALGORITHMS", "load", "__version__"]

@@ -18,6 +18,7 @@ from polyak.accel.oracle import trial_floors
 from polyak.accel.speed import main as speed_main
 from polyak.algos import registry
 from polyak.core.config import HyperparameterError
+from polyak.data import datasets
 from polyak.envs.spaces import SpaceError
 from polyak.evaluation import evaluate_policy, evaluate_q_bias
 from polyak.io.checkpoint import CheckpointError
@@ -29,6 +30,15 @@ from polyak.runs.run import MODEL_FILE, make_training_env, q_bias_text, train_on
 def cmd_train(args: argparse.Namespace) -> int:
     """One training run: a run folder with config.json, metrics.csv, episodes.csv, tensorboard/, the model,
     eval.json and learning_curve.png; several seeds go through polyak/runs/experiments.py."""
+    if args.dataset is not None:  # offline: the dataset reaches the model as its `dataset` argument (every seed's)
+        if registry.entry(args.algo).family != "offline":
+            raise SystemExit(f"--dataset is for the offline algorithms ({', '.join(_offline_names())}), "
+                             f"not {args.algo}")
+        args.set = [*args.set, f"dataset={args.dataset}"]
+    elif registry.entry(args.algo).family == "offline" and not any(s.startswith("dataset=") for s in args.set):
+        raise SystemExit(f"{args.algo} learns from a dataset: add --dataset ID (make one with `polyak data collect`)")
+    if args.env is None:  # an offline run evaluates in the dataset's env
+        args.env = (datasets.dataset_env_id(args.dataset) if args.dataset else None) or "Pendulum-v1"
     if args.seeds is not None:  # several seeds: one `polyak train` per seed, or all vmapped in one process
         return train_many(args)
     if args.workers is not None or args.backend != "local" or args.address:
@@ -41,6 +51,51 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(note)
     print(f"run folder: {folder.path}  (config.json, metrics.csv, episodes.csv, tensorboard/, "
           f"learning_curve.png, {MODEL_FILE}, eval.json)")
+    return 0
+
+
+def _offline_names() -> list[str]:
+    return [n for n in registry.names() if registry.entry(n).family == "offline"]
+
+
+def cmd_data_collect(args: argparse.Namespace) -> int:
+    """Run a policy (a run folder or model file, `random`, or a controller) in ENV and write a Minari dataset."""
+    try:
+        controller = make_controller(args.policy, **({"seed": args.seed} if args.policy == "random" else {}))
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(str(err)) from None
+    env = make_training_env(args.env, 1)
+    t0 = time.perf_counter()
+    episodes = datasets.collect_episodes(env, controller.act, args.episodes, seed=args.seed, noise=args.noise,
+                                         on_reset=controller.reset)
+    path = datasets.write_dataset(args.id, episodes, env.observation_space, env.action_space, env_id=args.env,
+                                  algorithm_name=f"{controller.name} + N(0, {args.noise:g}^2) noise",
+                                  description=f"polyak data collect --policy {args.policy} --episodes "
+                                              f"{args.episodes} --noise {args.noise:g} --seed {args.seed}",
+                                  overwrite=args.overwrite)
+    returns = [e.episode_return for e in episodes]
+    print(f"{args.id}: {len(episodes)} episodes, {sum(len(e) for e in episodes)} steps, return "
+          f"{np.mean(returns):.2f} ± {np.std(returns):.2f} ({time.perf_counter() - t0:.1f} s) -> {path}")
+    return 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    path, n = datasets.import_columns(args.file, args.id, env_id=args.env, overwrite=args.overwrite)
+    print(f"{args.id}: {n} episodes from {args.file} -> {path}")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    info = datasets.dataset_info(args.id)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{info['dataset_id']} ({info['path']}, {info['size_bytes'] / 1e6:.2f} MB)\n"
+          f"  env {info['env_id']}: observations {info['observation_space']}, actions {info['action_space']}\n"
+          f"  {info['episodes']} episodes, {info['steps']} steps (mean length {info['episode_length_mean']:.1f}; "
+          f"{info['terminations']} terminated, {info['truncations']} truncated)\n"
+          f"  return {info['return_mean']:.2f} ± {info['return_std']:.2f} (min {info['return_min']:.2f}, "
+          f"max {info['return_max']:.2f})")
     return 0
 
 
@@ -149,7 +204,11 @@ def make_parser() -> argparse.ArgumentParser:
                                     "learning_curve.png, model.polyak and eval.json (deterministic evaluation).")
     tr.add_argument("algo", choices=registry.names(),
                     help="algorithm (qlearning: tabular, for Discrete x Discrete envs such as FrozenLake-v1)")
-    tr.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id (default: Pendulum-v1)")
+    tr.add_argument("--env", default=None,
+                    help="Gymnasium environment id (default: Pendulum-v1, or the env the --dataset names)")
+    tr.add_argument("--dataset", default=None, metavar="ID",
+                    help="offline algorithms: the local Minari dataset to learn from (`polyak data collect`); "
+                         "--steps counts gradient steps, and the policy is evaluated in --env")
     tr.add_argument("--steps", type=_int_at_least(1), default=20_000, help="environment steps (default: 20000)")
     tr.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
     tr.add_argument("--n-envs", type=_int_at_least(1), default=None, metavar="N",
@@ -271,6 +330,37 @@ def make_parser() -> argparse.ArgumentParser:
     asp.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default: 5)")
     asp.set_defaults(func=cmd_accel_speed)
 
+    da = sub.add_parser("data", help="offline datasets (Minari format, under $MINARI_DATASETS_PATH): collect, "
+                                     "import, info")
+    das = da.add_subparsers(dest="data_command", required=True)
+    dc = das.add_parser("collect", help="run a policy in an env and write a Minari dataset",
+                        description="Run a policy for N episodes and write them as a Minari dataset (terminations "
+                                    "and truncations kept apart, final observations kept).")
+    dc.add_argument("--env", required=True, help="Gymnasium environment id")
+    dc.add_argument("--policy", required=True, metavar="RUN_DIR|random|CONTROLLER",
+                    help="a run folder or .polyak file (deterministic policy), random, or a controller of "
+                         "`polyak accel evaluate`")
+    dc.add_argument("--episodes", type=_int_at_least(1), required=True, metavar="N")
+    dc.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                    help="Gaussian action noise, std in units of half the action range (default: 0)")
+    dc.add_argument("--id", required=True, metavar="NAMESPACE/ENV/NAME-v0", help="dataset id")
+    dc.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the first episode (default: 0)")
+    dc.add_argument("--overwrite", action="store_true", help="replace a dataset of that id")
+    dc.set_defaults(func=cmd_data_collect)
+    di = das.add_parser("import", help="logged arrays (.npz, .csv, .h5) -> a Minari dataset",
+                        description="Columns obs, action, reward, terminated, truncated or episode ids, and "
+                                    "optionally next_obs (without it a truncated episode's last step is dropped). "
+                                    "CSV: vector columns as obs_0, obs_1, ...")
+    di.add_argument("file", metavar="FILE")
+    di.add_argument("--id", required=True, metavar="NAMESPACE/ENV/NAME-v0", help="dataset id")
+    di.add_argument("--env", required=True, help="the environment id the data comes from (its spaces)")
+    di.add_argument("--overwrite", action="store_true", help="replace a dataset of that id")
+    di.set_defaults(func=cmd_data_import)
+    dn = das.add_parser("info", help="size, episodes and return statistics of a dataset")
+    dn.add_argument("id", metavar="ID")
+    dn.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    dn.set_defaults(func=cmd_data_info)
+
     sub.add_parser("bench", help="speed benchmark against Stable-Baselines3 and SBX (same run); "
                                  "`polyak bench --help` lists its options")
     return parser
@@ -293,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (HyperparameterError, SpaceError, CheckpointError) as e:  # bad input: the message, not a traceback
-        raise SystemExit(f"polyak {args.command}: {e}") from None
+    except (HyperparameterError, SpaceError, CheckpointError, datasets.DatasetError) as e:
+        raise SystemExit(f"polyak {args.command}: {e}") from None  # bad input: the message, not a traceback
 
 
 if __name__ == "__main__":

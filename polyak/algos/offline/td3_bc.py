@@ -1,0 +1,95 @@
+"""TD3+BC (Fujimoto & Gu 2021): TD3 whose actor also regresses onto the dataset's actions.
+
+Per gradient step, on a batch (s, a, r, s', d) of the dataset:
+  1. target smoothing  a' = clip(mu'(s') + clip(eps, -c, c), -1, 1),  eps ~ N(0, sigma~^2)
+  2. clipped double Q  y = r + gamma (1 - d) min_j Q'_j(s', a')
+  3. critic loss       L_Q = 1/2 sum_j mean (Q_j(s, a) - y)^2
+  4. every `policy_delay` critic steps:
+       actor loss      L_mu = -lambda mean Q_1(s, mu(s)) + mean (mu(s) - a)^2,  lambda = alpha / mean |Q_1(s, mu(s))|
+       Polyak          theta' <- tau theta + (1 - tau) theta'  (actor and critics)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from polyak.algos.offline.host import OfflineAlgorithm
+from polyak.algos.offline.learner import OfflineAgent, OfflineConfig
+from polyak.algos.offpolicy.actor_critic import DeterministicAgent, TD3State
+from polyak.algos.registry import register
+from polyak.core.config import need
+from polyak.core.losses import bootstrap_target, polyak_average
+from polyak.core.optim import gradient_step
+from polyak.core.types import Transition, UpdateInfo
+
+
+@dataclass(frozen=True)
+class TD3BCConfig(OfflineConfig):
+    alpha: float = 2.5  # weight of the Q term against behaviour cloning (lambda = alpha / mean |Q|)
+    policy_delay: int = 2
+    target_policy_noise: float = 0.2
+    target_noise_clip: float = 0.5
+
+    def validate(self) -> None:
+        super().validate()
+        need(self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}")
+        need(self.policy_delay >= 1, f"policy_delay must be >= 1, got {self.policy_delay}")
+        need(self.target_policy_noise >= 0 and self.target_noise_clip >= 0,
+             "target_policy_noise and target_noise_clip must be >= 0")
+
+
+def td3_bc_actor_loss(q_pi: jax.Array, pi_action: jax.Array, data_action: jax.Array, alpha: float):
+    """L = -lambda mean Q(s, mu(s)) + mean (mu(s) - a)^2 with lambda = alpha / mean |Q(s, mu(s))| held constant
+    (no gradient through lambda): the Q term's scale is fixed whatever the rewards' scale. Returns (L, lambda)."""
+    lam = alpha / jax.lax.stop_gradient(jnp.abs(q_pi).mean())
+    return -lam * q_pi.mean() + jnp.mean((pi_action - data_action) ** 2), lam
+
+
+@dataclass(frozen=True)
+class TD3BCAgent(DeterministicAgent, OfflineAgent):
+    cfg: TD3BCConfig
+
+    def update(self, state: TD3State, batch: Transition, key: jax.Array) -> tuple[TD3State, dict, UpdateInfo]:
+        cfg = self.cfg
+        # 1. target policy smoothing: a' = clip(mu'(s') + clip(eps, -c, c), -1, 1)
+        eps = jnp.clip(cfg.target_policy_noise * jax.random.normal(key, batch.action.shape),
+                       -cfg.target_noise_clip, cfg.target_noise_clip)
+        next_action = jnp.clip(self.actor.apply(state.target_actor_params, batch.next_obs) + eps, -1.0, 1.0)
+        # 2. clipped double Q: y = r + gamma (1 - d) min_j Q'_j(s', a')
+        next_q = self.critic.apply(state.target_critic_params, batch.next_obs, next_action).min(axis=0)
+        y = jax.lax.stop_gradient(bootstrap_target(batch.reward, batch.terminated, cfg.gamma, next_q))
+        # 3. critic step
+        critic_params, critic_opt, critic_loss, q = self.critic_step(state.critic_params, state.critic_opt, batch, y)
+        n_updates = state.n_updates + 1
+        state = state._replace(critic_params=critic_params, critic_opt=critic_opt, n_updates=n_updates)
+
+        # 4. delayed actor step: -lambda Q_1(s, mu(s)) + (mu(s) - a)^2; Polyak averaging of all targets
+        def delayed(state: TD3State) -> TD3State:
+            def actor_loss_fn(actor_params):
+                pi = self.actor.apply(actor_params, batch.obs)
+                q_pi = self.critic.apply(state.critic_params, batch.obs, pi)[0]
+                return td3_bc_actor_loss(q_pi, pi, batch.action, cfg.alpha)
+
+            actor_params, actor_opt, actor_loss, _ = gradient_step(self.actor_optimizer, actor_loss_fn,
+                                                                   state.actor_params, state.actor_opt)
+            return state._replace(
+                actor_params=actor_params, actor_opt=actor_opt, last_actor_loss=actor_loss,
+                target_actor_params=polyak_average(actor_params, state.target_actor_params, cfg.tau),
+                target_critic_params=polyak_average(state.critic_params, state.target_critic_params, cfg.tau))
+
+        state = jax.lax.cond(n_updates % cfg.policy_delay == 0, delayed, lambda s: s, state)
+        bc = jnp.mean((self.actor.apply(state.actor_params, batch.obs) - batch.action) ** 2)
+        metrics = {"critic_loss": critic_loss, "actor_loss": state.last_actor_loss, "bc_mse": bc, "q_mean": q.mean()}
+        return state, metrics, UpdateInfo(q_abs_max=jnp.abs(q).max())
+
+
+@register(family="offline", action_kinds=("Box",), jitted_loop=False)
+class TD3BC(OfflineAlgorithm):
+    """TD3+BC. ``TD3BC("MlpPolicy", dataset="polyak/Pendulum-v1/medium-v0", alpha=2.5)``."""
+
+    name = "td3_bc"
+    config_cls = TD3BCConfig
+    agent_cls = TD3BCAgent

@@ -1,0 +1,57 @@
+"""`polyak data collect | import | info` and `polyak train OFFLINE_ALGO --dataset ID`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from polyak.cli import main
+from polyak.runs.run import RunFolder
+
+DATASET = "test/Pendulum-v1/random-v0"
+
+
+@pytest.fixture(autouse=True)
+def datasets_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+
+
+def test_collect_info_import_and_errors(tmp_path, capsys):
+    assert main(["data", "collect", "--env", "Pendulum-v1", "--policy", "random", "--episodes", "2",
+                 "--noise", "0.1", "--id", DATASET]) == 0
+    assert "2 episodes, 400 steps" in capsys.readouterr().out
+    assert main(["data", "info", DATASET, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["episodes"], info["steps"], info["truncations"], info["env_id"]) == (2, 400, 2, "Pendulum-v1")
+    with pytest.raises(SystemExit, match="already exists"):
+        main(["data", "collect", "--env", "Pendulum-v1", "--policy", "random", "--episodes", "1", "--id", DATASET])
+    with pytest.raises(SystemExit, match="unknown controller"):
+        main(["data", "collect", "--env", "Pendulum-v1", "--policy", "nope", "--episodes", "1", "--id", DATASET])
+    log = tmp_path / "log.npz"
+    np.savez(log, obs=np.zeros((4, 3)), action=np.zeros((4, 1)), reward=np.ones(4), episode=[0, 0, 1, 1],
+             next_obs=np.zeros((4, 3)))
+    assert main(["data", "import", str(log), "--id", "test/Pendulum-v1/log-v0", "--env", "Pendulum-v1"]) == 0
+    assert "2 episodes" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="polyak data: dataset test/Pendulum-v1/none-v0 not found"):
+        main(["data", "info", "test/Pendulum-v1/none-v0"])
+
+
+def test_train_offline_from_a_dataset(tmp_path, capsys):
+    main(["data", "collect", "--env", "Pendulum-v1", "--policy", "random", "--episodes", "1", "--id", DATASET])
+    with pytest.raises(SystemExit, match="learns from a dataset: add --dataset"):
+        main(["train", "td3_bc"])
+    with pytest.raises(SystemExit, match="--dataset is for the offline algorithms"):
+        main(["train", "sac", "--dataset", DATASET])
+    run_dir = tmp_path / "run"
+    assert main(["train", "td3_bc", "--dataset", DATASET, "--steps", "4", "--log-interval", "2", "--eval-episodes",
+                 "1", "--checkpoint-every", "2", "--run-dir", str(run_dir), "--no-progress", "--set",
+                 "net_arch=[16,16]", "--set", "batch_size=16"]) == 0
+    folder = RunFolder(run_dir)
+    config = folder.read_config()
+    assert config["env"] == "Pendulum-v1" and config["overrides"]["dataset"] == DATASET  # the dataset's env
+    assert folder.is_finished() and [p.name for p in folder.checkpoints()] == ["step000000002.polyak",
+                                                                                 "step000000004.polyak"]
+    assert folder.read_eval()["steps"] == 4
+    assert "deterministic evaluation over 1 episodes" in capsys.readouterr().out
