@@ -82,6 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--episodes", type=int, default=100, help="logged random-policy episodes (default 100)")
     parser.add_argument("--steps", type=int, default=3000, help="gradient steps per model (default 3000)")
     parser.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
+    parser.add_argument("--horizon", type=int, default=KoopmanEnsemble.horizon,
+                        help=f"Koopman training rollout length H (default {KoopmanEnsemble.horizon})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the numbers as JSON")
     args = parser.parse_args(argv)
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     key = jax.random.PRNGKey(args.seed)
 
     t0 = time.perf_counter()
-    koopman = KoopmanEnsemble(3, 1, n_members=args.members)
+    koopman = KoopmanEnsemble(3, 1, n_members=args.members, horizon=args.horizon)
     k_state, _ = koopman.fit(key, make_segments(train, koopman.horizon), n_steps=args.steps)
     koopman_s = time.perf_counter() - t0
     t0 = time.perf_counter()

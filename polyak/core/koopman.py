@@ -3,7 +3,8 @@ latent space where the dynamics are (nearly) linear and provably non-expansive, 
 
 Member:
   encode     z = phi(s)                                   (MLP; inputs normalised with the data's statistics)
-  dynamics   z' = K z + B psi(a) + c * g(z, psi(a))       psi: linear action encoding; g: a small MLP residual
+  dynamics   z' = K z + B psi(a) + c tanh(g(z, psi(a)))   psi: linear action encoding; g: a small MLP residual,
+                                                          bounded, so a rollout cannot grow faster than linearly
   K          K = W / max(1, ||W||_2)                      spectral norm <= 1, so every eigenvalue lies in the
                                                           unit disc and the linear part cannot blow up over a
                                                           long rollout (||K^n z|| <= ||z||)
@@ -14,7 +15,7 @@ Member:
      prediction       ||dec(z_k) - s_k||^2, k = 1..H       (multi-step, through the latent rollout)
      linearity        ||z_k - phi(s_k)||^2, k = 1..H       (the rolled-out latent stays the encoding)
      reward           (h(z_k, psi(a_k)) - r_k)^2
-     residual         lambda_res ||c g(z_k, psi(a_k))||^2     (keeps the model as linear as the data allow)
+     residual         lambda_res ||c tanh g(z_k, psi(a_k))||^2  (keeps the model as linear as the data allow)
 Ensemble: E members trained on independent batches; the spread of their predicted next states is the
 epistemic uncertainty that penalises or stops model rollouts (`step`).
 """
@@ -69,9 +70,9 @@ class KoopmanNet(nn.Module):
         return self.decoder(z)
 
     def advance(self, z: jax.Array, a: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """z' = K z + B psi(a) + c g(z, psi(a)); returns (z', the residual term, r_hat)."""
+        """z' = K z + B psi(a) + c tanh(g(z, psi(a))); returns (z', the residual term, r_hat)."""
         u = a @ self.b
-        residual = self.residual_scale * self.residual(jnp.concatenate([z, u], axis=-1))
+        residual = self.residual_scale * jnp.tanh(self.residual(jnp.concatenate([z, u], axis=-1)))
         reward = self.reward_head(jnp.concatenate([z, u], axis=-1))[..., 0]
         return z @ self.k_matrix().T + u + residual, residual, reward
 
@@ -130,7 +131,7 @@ class KoopmanEnsemble:
     hidden: tuple[int, ...] = (128, 128)
     residual_hidden: tuple[int, ...] = (64,)
     spectral_bound: float = 1.0
-    horizon: int = 10  # H, the prediction loss's rollout length
+    horizon: int = 20  # H, the prediction loss's rollout length
     learning_rate: float = 1e-3
     batch_size: int = 128
     residual_coef: float = 1.0  # lambda_res
