@@ -23,7 +23,6 @@ from polyak.algos.registry import register
 from polyak.core.config import need
 from polyak.core.distributions import DiagGaussian
 from polyak.core.losses import bootstrap_target, polyak_average
-from polyak.core.optim import gradient_step
 from polyak.core.types import Transition, UpdateInfo
 
 
@@ -89,12 +88,8 @@ class AWACAgent(OfflineAgent):
         advantage = q_data - v_pi
         weights = awac_weights(advantage, cfg.awac_lambda, cfg.max_weight)
 
-        def actor_loss_fn(actor_params):
-            log_prob = DiagGaussian.log_prob(self.actor.apply(actor_params, batch.obs), batch.action)
-            return -(weights * log_prob).mean(), None
-
-        actor_params, actor_opt, actor_loss, _ = gradient_step(self.actor_optimizer, actor_loss_fn, state.actor_params,
-                                                               state.actor_opt)
+        actor_params, actor_opt, actor_loss = self.weighted_regression_step(state.actor_params, state.actor_opt,
+                                                                            batch.obs, batch.action, weights)
         # 4. Polyak averaging of the target critics
         target = polyak_average(critic_params, state.target_critic_params, cfg.tau)
         new_state = AWACState(actor_params, critic_params, target, actor_opt, critic_opt, state.n_updates + 1)

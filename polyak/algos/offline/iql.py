@@ -123,12 +123,8 @@ class IQLAgent(OfflineAgent):
         advantage = target_q - v
         weights = advantage_weights(advantage, cfg.beta, cfg.max_weight)
 
-        def actor_loss_fn(actor_params):
-            log_prob = DiagGaussian.log_prob(self.actor.apply(actor_params, batch.obs), batch.action)
-            return -(weights * log_prob).mean(), None
-
-        actor_params, actor_opt, actor_loss, _ = gradient_step(self.actor_optimizer, actor_loss_fn, state.actor_params,
-                                                               state.actor_opt)
+        actor_params, actor_opt, actor_loss = self.weighted_regression_step(state.actor_params, state.actor_opt,
+                                                                            batch.obs, batch.action, weights)
         # 4. Polyak averaging of the target critics
         target = polyak_average(critic_params, state.target_critic_params, cfg.tau)
         new_state = IQLState(actor_params, critic_params, target, value_params, actor_opt, critic_opt, value_opt,

@@ -25,9 +25,11 @@ import optax
 from polyak.algos.offpolicy.actor_critic import ActorCriticAgent
 from polyak.algos.offpolicy.learner import Learner, LoopSpec, init_learner, update_phase
 from polyak.core.config import Config, need
+from polyak.core.distributions import DiagGaussian
 from polyak.core.networks import LOG_STD_MAX, LOG_STD_MIN, MLP
 from polyak.core.monitor import observe_rewards
 from polyak.core.normalizer import RunningMeanStd
+from polyak.core.optim import gradient_step
 from polyak.core.types import Transition
 from polyak.data.datasets import replay_buffer
 
@@ -69,6 +71,16 @@ class OfflineAgent(ActorCriticAgent):
     @cached_property
     def actor_optimizer(self) -> optax.GradientTransformation:
         return optax.adam(self.cfg.actor_learning_rate)
+
+    def weighted_regression_step(self, actor_params, actor_opt, obs: jax.Array, action: jax.Array,
+                                 weights: jax.Array):
+        """Advantage-weighted regression onto the data's actions (IQL, AWAC): L_pi = -mean w log pi(a|s) with
+        constant weights w, one step of `actor_optimizer`; returns (params, opt_state, loss)."""
+        def actor_loss_fn(params):
+            return -(weights * DiagGaussian.log_prob(self.actor.apply(params, obs), action)).mean(), None
+
+        params, opt_state, loss, _ = gradient_step(self.actor_optimizer, actor_loss_fn, actor_params, actor_opt)
+        return params, opt_state, loss
 
 
 class GaussianPolicy(nn.Module):

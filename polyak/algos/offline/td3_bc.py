@@ -55,9 +55,7 @@ class TD3BCAgent(DeterministicAgent, OfflineAgent):
     def update(self, state: TD3State, batch: Transition, key: jax.Array) -> tuple[TD3State, dict, UpdateInfo]:
         cfg = self.cfg
         # 1. target policy smoothing: a' = clip(mu'(s') + clip(eps, -c, c), -1, 1)
-        eps = jnp.clip(cfg.target_policy_noise * jax.random.normal(key, batch.action.shape),
-                       -cfg.target_noise_clip, cfg.target_noise_clip)
-        next_action = jnp.clip(self.actor.apply(state.target_actor_params, batch.next_obs) + eps, -1.0, 1.0)
+        next_action = self.smoothed_target_action(state.target_actor_params, batch.next_obs, key)
         # 2. clipped double Q: y = r + gamma (1 - d) min_j Q'_j(s', a')
         next_q = self.critic.apply(state.target_critic_params, batch.next_obs, next_action).min(axis=0)
         y = jax.lax.stop_gradient(bootstrap_target(batch.reward, batch.terminated, cfg.gamma, next_q))

@@ -77,6 +77,14 @@ class DeterministicAgent(ActorCriticAgent):
     def act(self, state: TD3State, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         return self.actor.apply(state.actor_params, obs)  # exploration noise is added by the loop
 
+    def smoothed_target_action(self, target_actor_params, next_obs: jax.Array, key: jax.Array) -> jax.Array:
+        """TD3's target policy smoothing: a' = clip(mu'(s') + clip(eps, -c, c), -1, 1), eps ~ N(0, sigma~^2)
+        (`cfg.target_policy_noise`, `cfg.target_noise_clip`); shared by TD3 and TD3+BC."""
+        cfg = self.cfg
+        eps = cfg.target_policy_noise * jax.random.normal(key, next_obs.shape[:-1] + (self.act_dim,))
+        eps = jnp.clip(eps, -cfg.target_noise_clip, cfg.target_noise_clip)
+        return jnp.clip(self.actor.apply(target_actor_params, next_obs) + eps, -1.0, 1.0)
+
     def actor_step(self, state: TD3State, critic_params, obs: jax.Array):
         """L_mu = -mean Q_1(s, mu(s)), one Adam step."""
         def actor_loss_fn(actor_params):

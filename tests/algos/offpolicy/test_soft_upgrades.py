@@ -239,7 +239,6 @@ def test_droq_critics_use_dropout_and_layer_norm_and_the_actor_the_mean():
     ("tqc", {"n_quantiles": 5}),
     ("redq", {"n_critics": 4, "gradient_steps": 2, "policy_delay": 2}),
     ("droq", {"gradient_steps": 2, "policy_delay": 2}),
-    ("sac_n", {"n_critics": 3}),
 ])
 def test_resume_is_bit_exact(tmp_path, name, extra):
     cls = polyak.ALGORITHMS[name]
