@@ -191,8 +191,9 @@ def test_same_seed_same_result_on_cpu():
 
 
 def test_env_id_string_gym_env_and_algorithm_registry():
-    assert set(polyak.ALGORITHMS) == {"sac", "td3", "ddpg", "dqn", "double_dqn", "ppo", "a2c", "a3c", "reinforce",
-                                      "awr", "qlearning"}
+    assert set(polyak.ALGORITHMS) == {"sac", "td3", "ddpg", "tqc", "crossq", "redq", "sac_n", "droq", "dqn",
+                                      "double_dqn", "ppo", "a2c", "a3c", "reinforce", "awr", "qlearning",
+                                      "td3_bc", "cql", "iql", "awac", "cem", "cmaes", "nes"}
     assert SAC("MlpPolicy", "Pendulum-v1", **TINY).env_id == "Pendulum-v1"
     with pytest.raises(TypeError, match="env must be"):
         SAC("MlpPolicy", 42)
