@@ -78,7 +78,7 @@ SWEEP = {"name": "s", "algorithms": ["sac"], "envs": ["Pendulum-v1"], "steps": 1
     ({"set": {"buffer_size": 1e4}}, "buffer_size must be an integer, got 10000.0"),
     ({"envs": ["Pendulum-v9"]}, "unknown env id 'Pendulum-v9'; did you mean 'Pendulum-v1'"),
     ({"algorithms": ["dqn"]}, r"dqn does not fit Pendulum-v1 \(Box observations, Box actions; dqn takes Box "
-                              r"observations and Discrete actions\); algorithms that fit: ddpg, sac, td3, a2c"),
+                              r"observations and Discrete actions\); algorithms that fit: ddpg, sac, td3, tqc, .*a2c"),
     ({"algorithms": ["sac"], "envs": ["CartPole-v1"]}, "sac does not fit CartPole-v1 .* algorithms that fit: dqn"),
     ({"checkpoint_every": -5}, "'checkpoint_every' must be >= 0"),
 ])

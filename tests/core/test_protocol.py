@@ -32,16 +32,37 @@ def test_default_hooks():
         agent.policy_entropy(state, jnp.zeros((1, 3)), jax.random.PRNGKey(0))
 
 
-@pytest.mark.parametrize("name", [n for n in registry.names() if registry.entry(n).family != "tabular"])
-def test_every_deep_agent_follows_the_protocol(name):
-    cls = registry.algorithm_class(name)
+SOFT = {"sac", "tqc", "crossq", "redq", "sac_n", "droq"}  # maximum-entropy agents: a temperature to report
+# Evolution strategies search policy parameters with a `Strategy` (ask/tell), not an RL agent; tabular is NumPy.
+AGENT_FAMILIES = ("offpolicy", "onpolicy", "offline")
+
+
+@pytest.fixture(scope="module")
+def offline_data(tmp_path_factory):
+    import gymnasium as gym
+
+    from polyak.data import datasets
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
+    env = gym.make("Pendulum-v1", max_episode_steps=20)
+    episodes = datasets.collect_episodes(env, lambda obs, info: env.action_space.sample(), 2, seed=0)
+    datasets.write_dataset("test/Pendulum-v1/protocol-v0", episodes, env.observation_space, env.action_space,
+                           env_id="Pendulum-v1")
+    yield datasets.load_dataset("test/Pendulum-v1/protocol-v0")
+    mp.undo()
+
+
+@pytest.mark.parametrize("name", [n for n in registry.names() if registry.entry(n).family in AGENT_FAMILIES])
+def test_every_deep_agent_follows_the_protocol(name, offline_data):
+    cls, family = registry.algorithm_class(name), registry.entry(name).family
     env = "Pendulum-v1" if "Box" in registry.entry(name).action_kinds else "CartPole-v1"
-    model = cls("MlpPolicy", env, seed=0)
+    model = cls("MlpPolicy", env, seed=0, **({"dataset": offline_data} if family == "offline" else {}))
     agent, state = model.agent, model.learner.agent
     assert isinstance(agent, Agent)
-    assert agent.has_critic == (registry.entry(name).family == "offpolicy")
+    assert agent.has_critic == (family in ("offpolicy", "offline"))
     soft = agent.entropy_temperature(state)
-    assert (soft is not None) == (name == "sac")
+    assert (soft is not None) == (name in SOFT)
     if agent.has_critic:
         q = agent.q_values(state, jnp.zeros((3, agent.obs_dim)), jnp.zeros((3, agent.act_dim)))
         assert q.ndim == 2 and q.shape[1] == 3

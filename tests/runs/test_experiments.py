@@ -90,7 +90,7 @@ def test_folder_names_are_filesystem_safe_and_lossy_values_get_a_hash():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"algorithms": ["sac", "tqc"]}, "unknown algorithm 'tqc'"),
+    ({"algorithms": ["sac", "tqcc"]}, "unknown algorithm 'tqcc'"),
     ({"algorithms": []}, "'algorithms' is empty"),
     ({"envs": "Pendulum-v1", "algorithms": [1]}, "'algorithms' must be a list of strings"),
     ({"grid": {"learning_rate": []}}, "grid.learning_rate is an empty list"),
