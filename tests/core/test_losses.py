@@ -98,8 +98,9 @@ def test_td3_target_smoothing_clipped_double_q_and_delay(step_is_delayed):
     q = q_np(WQ, BQ, s, a)
     np.testing.assert_allclose(metrics["critic_loss"], 0.5 * np.sum(np.mean((q - y) ** 2, axis=1)), rtol=1e-5)
 
-    moved = lambda x, y: not np.allclose(np.asarray(x["params"]["MLP_0"]["Dense_0"]["kernel"]),
-                                         np.asarray(y["params"]["MLP_0"]["Dense_0"]["kernel"]))
+    def moved(x, y):
+        return not np.allclose(np.asarray(x["params"]["MLP_0"]["Dense_0"]["kernel"]),
+                               np.asarray(y["params"]["MLP_0"]["Dense_0"]["kernel"]))
     # The actor and the targets move only on every policy_delay-th critic step (n_updates 1 -> 2).
     assert moved(new_state.actor_params, state.actor_params) == step_is_delayed
     assert moved(new_state.target_actor_params, state.target_actor_params) == step_is_delayed

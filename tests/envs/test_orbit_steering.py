@@ -173,7 +173,8 @@ def _rollout(seed, gain):
         state, obs, done = carry
         action = svd_correction(pinv, obs / params.observation_scale, params.step_limit)
         state2, obs2, _, term, trunc, info = ENV.step(k, state, action, params)
-        keep = lambda old, new: jnp.where(done, old, new)  # freeze finished episodes
+        def keep(old, new):  # freeze finished episodes
+            return jnp.where(done, old, new)
         out = (jnp.where(done, jnp.nan, info["rms"]), info["success"] & ~done, term & ~done, trunc & ~done)
         return (jax.tree.map(keep, state, state2), keep(obs, obs2), done | term | trunc), out
 
