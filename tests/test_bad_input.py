@@ -18,6 +18,8 @@ from polyak.io.checkpoint import read_checkpoint
 from polyak.runs.experiments import SweepFileError, parse_sweep
 from tests.fake_envs import CountingEnv
 
+pytestmark = pytest.mark.gym029  # the whole file also runs under gymnasium 0.29.1 (ci/gym029.sh)
+
 SMALL = dict(policy_kwargs=dict(net_arch=[8]), buffer_size=64, learning_starts=8, batch_size=8)
 
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from polyak.envs.gym_compat import FINAL_OBS, FINAL_OBS_MASK, SAME_STEP_METADATA, init_vector_env
 from polyak.envs.stepping import jax_envs_reset, jax_envs_step
 
 
@@ -115,22 +116,19 @@ class GymnasiumVectorAdapter(gym.vector.VectorEnv):
 
     Auto-reset is SAME_STEP: an environment that ends is reset in the same call; the returned
     observation is the reset one and the true final observation is in ``info["final_obs"]``
-    (mask ``info["_final_obs"]``), as Gymnasium's own vector envs do in that mode. The env's own
+    (mask ``info["_final_obs"]``), as Gymnasium's own vector envs do in that mode (under gymnasium
+    0.29: ``info["final_observation"]`` and ``info["_final_observation"]``, 0.29's names). The env's own
     info entries (from the step that was taken, before any reset) come as arrays of shape (num_envs, ...).
     """
 
-    metadata = {"render_modes": [], "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    metadata = dict(SAME_STEP_METADATA)
 
     def __init__(self, env: JaxEnv, num_envs: int, params: Any = None):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.env = env
-        self.num_envs = int(num_envs)
+        init_vector_env(self, int(num_envs), env.observation_space, env.action_space)
         self.params = env.default_params if params is None else params
-        self.single_observation_space = env.observation_space
-        self.single_action_space = env.action_space
-        self.observation_space = gym.vector.utils.batch_space(env.observation_space, self.num_envs)
-        self.action_space = gym.vector.utils.batch_space(env.action_space, self.num_envs)
         n = self.num_envs
 
         def reset(key, params):
@@ -163,7 +161,7 @@ class GymnasiumVectorAdapter(gym.vector.VectorEnv):
         info = {k: np.asarray(v) for k, v in env_info.items()}
         info.update({f"_{k}": np.ones(self.num_envs, bool) for k in env_info})
         if done.any():
-            info["final_obs"] = np.asarray(final_obs, np.float32)
-            info["_final_obs"] = done
+            info[FINAL_OBS] = np.asarray(final_obs, np.float32)
+            info[FINAL_OBS_MASK] = done
         return (np.asarray(obs, np.float32), np.asarray(reward, np.float64), np.asarray(terminated, bool),
                 np.asarray(truncated, bool), info)

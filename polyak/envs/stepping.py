@@ -4,7 +4,8 @@ Two steppers present any environment as n parallel copies with the same interfac
   * `SingleEnvStepper` drives one `gymnasium.Env` itself: each episode is reset with a seed derived
     from (seed, episode index), and the actions of the running episode are recorded, so a
     checkpoint can restore the environment mid-episode exactly by replaying them.
-  * `VectorEnvStepper` wraps a Gymnasium vector env in its SAME_STEP or NEXT_STEP autoreset mode.
+  * `VectorEnvStepper` wraps a Gymnasium vector env in its SAME_STEP or NEXT_STEP autoreset mode
+    (gymnasium 0.29's vector envs are SAME_STEP; `gym_compat` names the final-observation keys).
 `jax_envs_step` is the same SAME_STEP logic for a batch of JAX environments, as a pure function:
 the Gymnasium vector adapter of a JAX env and the fully jitted training loops both call it.
 On truncation `next_obs` is the true final observation, never the auto-reset one.
@@ -16,6 +17,8 @@ from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
+
+from polyak.envs.gym_compat import FINAL_OBS, FINAL_OBS_MASK, AutoresetMode, autoreset_mode_of
 
 
 class StepBatch(NamedTuple):
@@ -103,11 +106,10 @@ class VectorEnvStepper:
     def __init__(self, env: gym.vector.VectorEnv, seed: int):
         self.env, self.seed = env, int(seed)
         self.n_envs = env.num_envs
-        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
-        mode = gym.vector.AutoresetMode(mode) if isinstance(mode, str) else mode
-        if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
+        mode = autoreset_mode_of(env)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"vector env autoreset mode {mode} is not supported; use NEXT_STEP or SAME_STEP")
-        self.same_step = mode == gym.vector.AutoresetMode.SAME_STEP
+        self.same_step = mode == AutoresetMode.SAME_STEP
         self.episode = 0
         self.episode_actions: list[np.ndarray] = []
         self._pending_reset = np.zeros(self.n_envs, bool)
@@ -126,9 +128,9 @@ class VectorEnvStepper:
         if self.same_step:
             next_obs = obs.copy()
             if done.any():  # the returned obs are reset observations: fetch the true final ones
-                mask = info.get("_final_obs", done)
+                mask = info.get(FINAL_OBS_MASK, done)
                 for i in np.flatnonzero(mask):
-                    next_obs[i] = info["final_obs"][i]
+                    next_obs[i] = info[FINAL_OBS][i]
             valid = np.ones(self.n_envs, bool)
             episode_start = done
         else:  # NEXT_STEP: a step after `done` only resets that env; it is not a transition

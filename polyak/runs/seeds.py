@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +15,7 @@ from tqdm import tqdm
 
 from polyak.algos.algorithm import NonFiniteError
 from polyak.core.monitor import log_values, nonfinite_message, warning_message
+from polyak.envs.gym_compat import make_vector
 from polyak.runs.run import RunFolder, build_model, run_folder_name, time_stamp
 
 
@@ -34,7 +34,7 @@ def train_seeds(algo: str, env_id: str, seeds: list[int], steps: int, hyperparam
     episodes.csv, tensorboard/, learning_curve.png, model.polyak and eval.json.
     """
     env_kwargs = dict(env_kwargs or {})
-    vector_env = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+    vector_env = make_vector(env_id, n_envs, **env_kwargs)
     jax_env, params = vector_env.env, vector_env.params
     models = [build_model(algo, vector_env, seed, hyperparameters) for seed in seeds]
     spec, loop_cls = models[0].spec, type(models[0]).jax_env_loop

@@ -21,7 +21,7 @@ def host_model(algo, seed, n_envs=2, **kw):
     return polyak.ALGORITHMS[algo]("MlpPolicy", env, seed=seed, **SMALL, **kw)
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", [pytest.param("sac", marks=pytest.mark.gym029), "td3"])  # gym029: ci/gym029.sh
 def test_jitted_loop_stores_the_same_transitions_as_the_host_loop(algo):
     """Scripted episodes with terminations, time-limit truncations and auto-resets: the two loops
     write identical replay buffers (the true final observation on truncation, no bootstrap mask),

@@ -11,6 +11,7 @@ from polyak.algos import registry
 from polyak.algos.algorithm import Algorithm, compile_ahead
 from polyak.algos.onpolicy.jitted import OnPolicyJittedLoop
 from polyak.algos.onpolicy.learner import OnPolicyLearner, OnPolicySpec, compiled, diagnostics
+from polyak.envs.gym_compat import SAME_STEP_HINT
 from polyak.envs.spaces import SpaceError, check_spaces
 from polyak.envs.stepping import VectorEnvStepper
 
@@ -52,8 +53,7 @@ class OnPolicyAlgorithm(Algorithm):
         if isinstance(stepper, VectorEnvStepper) and not stepper.same_step:
             raise ValueError(
                 f"{type(self).__name__} needs every vector step to be a transition: create the vector env with "
-                "SAME_STEP autoreset, e.g. gymnasium.make_vec(id, n, vector_kwargs={'autoreset_mode': "
-                "gymnasium.vector.AutoresetMode.SAME_STEP}) (polyak's own JAX envs already are)")
+                f"SAME_STEP autoreset, e.g. {SAME_STEP_HINT} (polyak's own JAX envs already are)")
 
     def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
         self.agent = self.agent_cls(self.config, obs_dim, *self._action_layout(action_space))

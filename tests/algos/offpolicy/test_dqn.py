@@ -427,6 +427,7 @@ def test_cli_trains_and_evaluates_dqn(tmp_path, capsys):
 
 # -- learning ----------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_dqn_learns_cartpole_quickly():
     """polyak/zoo.py's CartPole settings, 15k steps on Gymnasium's CartPole-v1 (the host loop): the greedy
     policy balances for 150+ steps on average for 2 of seeds 0-2 (measured: see BENCHMARKS.md). Seeds run
