@@ -1,4 +1,5 @@
-"""Returns, written once: n-step rows for replay buffers, GAE and reward-to-go for rollouts (pure JAX).
+"""Returns, written once: n-step rows for replay buffers, GAE and reward-to-go for rollouts, d-step segments for
+path consistency (pure JAX).
 
 Every function respects episode boundaries as `losses.bootstrap_target` states them: a termination
 stops the return and its bootstrap; a time-limit truncation stops the sum and bootstraps from the
@@ -138,3 +139,48 @@ def complete_episodes(episode_end):
     _, complete = jax.lax.scan(backward, jnp.zeros_like(episode_end[0], dtype=bool), episode_end.astype(bool),
                                reverse=True)
     return complete
+
+
+# --------------------------------------------------------------------------------------------
+# d-step segments of a trajectory (PCL): for every start row i of a time-major (T, ...) trajectory,
+# which rows i..i+d-1 belong to the segment that starts there; a segment stops after a row where the
+# episode ends (its last row's `terminated` then says whether to bootstrap) and at the trajectory's last row.
+# --------------------------------------------------------------------------------------------
+
+
+class Segments(NamedTuple):
+    """The d-step segments of a time-major (T, ...) trajectory, one per start row i."""
+
+    index: jax.Array  # (d, T) int32: row i + j (clipped to the last row)
+    mask: jax.Array  # (d, T, ...) bool: row i + j belongs to the segment that starts at row i
+
+
+def dstep_segments(episode_end: jax.Array, d: int) -> Segments:
+    """For each start row i, the rows i .. i + d - 1 of its segment.
+
+    A segment holds at most d rows and stops after the first row where the episode ends (that row is
+    its last) or at the trajectory's last row (a cut, as the rollout's end). Rows i and i + j share an
+    episode when no row in i .. i + j - 1 ends one: the count of ends before each row is the same.
+    """
+    T = episode_end.shape[0]
+    end = episode_end.astype(jnp.float32)
+    ends_before = jnp.cumsum(end, axis=0) - end  # episode ends in rows < t (small integers: exact)
+    start = jnp.arange(T, dtype=jnp.int32)
+    offset = jnp.arange(d, dtype=jnp.int32)[:, None]
+    index = jnp.minimum(start[None, :] + offset, T - 1)
+    inside = (start[None, :] + offset < T).reshape((d, T) + (1,) * (end.ndim - 1))
+    return Segments(index, inside & (ends_before[index] == ends_before[None]))
+
+
+def segment_sum(x: jax.Array, segments: Segments, gamma: float) -> jax.Array:
+    """sum_{j<k} gamma^j x[i + j] over each segment (k its length), shape (T, ...)."""
+    d = segments.index.shape[0]
+    discount = (gamma ** jnp.arange(d, dtype=jnp.float32)).reshape((d,) + (1,) * x.ndim)
+    return jnp.sum(jnp.where(segments.mask, discount * x[segments.index], 0.0), axis=0)
+
+
+def segment_last(x: jax.Array, segments: Segments) -> tuple[jax.Array, jax.Array]:
+    """(x at each segment's last row i + k - 1, k = the segment's length), both (T, ...)."""
+    k = segments.mask.sum(axis=0).astype(jnp.int32)
+    start = jnp.arange(x.shape[0], dtype=jnp.int32).reshape((-1,) + (1,) * (x.ndim - 1))
+    return jnp.take_along_axis(x, start + k - 1, axis=0), k
