@@ -15,6 +15,17 @@ checks for non-finite losses and calls the callback. `num_timesteps` counts grad
 A model file holds the learner without the dataset, with the dataset's id and SHA-256: training resumes
 (bit-exactly, chunks aligned to the same `log_interval`) after the dataset is read again and found
 unchanged. A model built from an in-memory dataset saves it with `include_buffer=True`.
+
+Offline-to-online: `learn(n, online=True)` continues in the env (the constructor's or `set_env`'s) for n
+environment steps with the shared host loop (`Algorithm.learn`: `envs.stepping`, episode bookkeeping, logging,
+callback). The first online call seeds the replay buffer with exactly the dataset's transitions; each env step
+then appends its transition (`offpolicy.learner.store_step`: terminated and truncated kept apart) and runs one
+`offpolicy.learner.train_step` — the algorithm's own update on batches from dataset + online rows, and the next
+action from the policy: sampled for stochastic policies, mu(s) + N(0, exploration_noise^2) for TD3+BC
+(`gaussian_exploration`). The buffer grows to hold every row (nothing is evicted); the observation normaliser
+keeps updating from the dataset's statistics, as every family's does while training. `num_timesteps` counts
+gradient steps offline and environment steps online (one gradient step each). Checkpoints saved with
+`include_buffer=True` carry the whole buffer and the running episode: an online run resumes bit-exactly.
 """
 
 from __future__ import annotations
@@ -30,10 +41,11 @@ import numpy as np
 
 from polyak.algos import registry
 from polyak.algos.algorithm import Algorithm, Callback, NonFiniteError
-from polyak.algos.offline.learner import OfflineConfig, compiled, fit_normalizer, with_dataset
+from polyak.algos.offline.learner import OfflineConfig, compiled, fit_normalizer, grown, with_dataset
 from polyak.algos.offpolicy import learner as offpolicy_learner
 from polyak.algos.offpolicy.learner import Learner, LoopSpec, diagnostics
 from polyak.core.config import HyperparameterError
+from polyak.core.noise import NormalActionNoise
 from polyak.core.monitor import nonfinite_names
 from polyak.core.types import Transition
 from polyak.data.buffer import ReplayBuffer, buffer_init
@@ -54,6 +66,8 @@ class OfflineAlgorithm(Algorithm):
 
     config_cls: ClassVar[type[OfflineConfig]] = OfflineConfig
     has_q_critic: ClassVar[bool] = True
+    # online fine-tuning adds N(0, config.exploration_noise^2) to the policy's actions (deterministic policies)
+    gaussian_exploration: ClassVar[bool] = False
 
     def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, dataset: Any = None, eval_episodes: int = 2,
                  **kwargs: Any):
@@ -98,7 +112,8 @@ class OfflineAlgorithm(Algorithm):
 
     def _build(self, obs_dim: int, action_space: gym.Space, n_envs: int) -> None:
         self.agent = self.agent_cls(self.config, obs_dim, action_size(action_space))
-        self.spec = LoopSpec(self.agent, None, 1)
+        noise = NormalActionNoise(0.0, self.config.exploration_noise) if self.gaussian_exploration else None
+        self.spec = LoopSpec(self.agent, noise, 1)  # the noise acts only online
         self._fns = {**offpolicy_learner.compiled(self.spec), **compiled(self.spec)}
 
     def _init_learner(self, key: jax.Array) -> Learner:
@@ -139,14 +154,25 @@ class OfflineAlgorithm(Algorithm):
                              "(its SHA-256 differs): train a new model")
         self._check_spaces(self.observation_space, self.action_space)
         self.learner = self._with_data(self.learner, refit=False)
+        if self.online_from is not None:
+            warnings.warn(f"resuming online fine-tuning at step {self.num_timesteps} from a checkpoint saved without "
+                          "its replay buffer: the online transitions are lost and the buffer restarts from the dataset "
+                          "(save with include_buffer=True, or --save-buffer, for an exact resume)", RuntimeWarning,
+                          stacklevel=4)
 
     # -- training: jitted chunks of gradient steps, no environment ------------------------------
     def learn(self, total_timesteps: int, callback: Callback | None = None, log_interval: int = 1000,
               progress_bar: bool = False, run_dir: str | Path | None = None, reset_num_timesteps: bool = False,
-              logger: RunLogger | None = None):
+              logger: RunLogger | None = None, online: bool = False):
         """Run `total_timesteps` more gradient steps over the dataset, in jitted chunks ending at multiples of
         `log_interval` and of MAX_CHUNK (the same boundaries whenever a run stops and resumes); after each chunk:
-        metrics, evaluation episodes, non-finite check, `callback(model)` (returning False stops)."""
+        metrics, evaluation episodes, non-finite check, `callback(model)` (returning False stops).
+
+        online=True: `total_timesteps` environment steps of online fine-tuning instead (module docstring), with
+        `callback(model)` after every step and metrics every `log_interval` steps."""
+        if online:
+            return self._learn_online(total_timesteps, callback, log_interval, progress_bar, run_dir,
+                                      reset_num_timesteps, logger)
         if total_timesteps < 0:
             raise HyperparameterError(f"total_timesteps must be >= 0, got {total_timesteps}")
         if log_interval < 1:
@@ -184,6 +210,7 @@ class OfflineAlgorithm(Algorithm):
         """`eval_episodes` deterministic episodes in the env, logged as episodes at this gradient step."""
         if self.env is None or self.eval_episodes == 0 or isinstance(self.env, gym.vector.VectorEnv):
             return
+        self._forget_episodes()  # the env is reset below: a later online phase starts fresh episodes
         base = EVAL_SEED_OFFSET + 1000 * self.seed + (self.num_timesteps * self.eval_episodes) % 997
         for k in range(self.eval_episodes):
             obs, _ = self.env.reset(seed=base + k)
@@ -193,6 +220,54 @@ class OfflineAlgorithm(Algorithm):
                 obs, reward, terminated, truncated, _ = self.env.step(action)
                 total, length, done = total + float(reward), length + 1, terminated or truncated
             logger.episode(self.num_timesteps, total, length)
+
+    # -- offline-to-online: the shared host loop over the env --------------------------------------
+    def _learn_online(self, total_timesteps: int, callback, log_interval: int, progress_bar: bool, run_dir,
+                      reset_num_timesteps: bool, logger):
+        if total_timesteps < 0:
+            raise HyperparameterError(f"total_timesteps must be >= 0, got {total_timesteps}")
+        if self.env is None:
+            raise ValueError("online fine-tuning needs an env: pass env= to the constructor or load(), or call "
+                             "set_env(env)")
+        if self.n_envs != 1:
+            raise ValueError(f"online fine-tuning steps one env; this env has {self.n_envs} copies")
+        self._ensure_data()
+        if self.online_from is None:  # the first online step: the buffer holds exactly the dataset's rows
+            self.online_from = self.num_timesteps
+            self._forget_episodes()
+        buffer = self.learner.buffer
+        self.learner = self.learner._replace(buffer=grown(buffer, int(buffer.size) + int(total_timesteps)))
+        return super().learn(total_timesteps, callback=callback, log_interval=log_interval, progress_bar=progress_bar,
+                             run_dir=run_dir, reset_num_timesteps=reset_num_timesteps, logger=logger)
+
+    def _first_action(self, obs: np.ndarray) -> np.ndarray:
+        self.learner, action = self._fns["first_action"](self.learner, jnp.asarray(obs), jnp.float32(0.0))
+        return np.asarray(action)
+
+    def _host_steps(self, total_timesteps: int):
+        """Per env step (`Algorithm.learn`) the off-policy learner's two donated jitted calls: store_step (append
+        the transition) and train_step (one gradient step of the algorithm's update, then the next action)."""
+        columns, store_fn, train_fn = self.spec.columns, self._fns["store"], self._fns["train"](1)
+        packed = columns.zeros(1)
+
+        def step(batch) -> np.ndarray:
+            columns.fill(packed, {
+                "obs": self._obs, "action": self._pending_action, "reward": batch.reward, "next_obs": batch.next_obs,
+                "terminated": batch.terminated, "truncated": batch.truncated, "valid": batch.valid,
+                "act_obs": batch.obs, "episode_start": batch.episode_start, "random": 0.0})
+            buffer, window = store_fn(self.learner.buffer, self.learner.window, packed)
+            self.learner = self.learner._replace(buffer=buffer, window=window)
+            self.learner, next_action, bad_step = train_fn(self.learner, packed)
+            next_action, bad_step = jax.device_get((next_action, bad_step))
+            if bad_step >= 0:
+                raise NonFiniteError(self._nonfinite_message())
+            return np.asarray(next_action)
+
+        return step, lambda: None
+
+    def _init_host_state(self) -> None:
+        super()._init_host_state()
+        self.online_from: int | None = None  # num_timesteps when online fine-tuning began (None: offline so far)
 
     def _nonfinite_message(self) -> str:
         d = jax.device_get(self._diagnostics())
@@ -220,20 +295,28 @@ class OfflineAlgorithm(Algorithm):
 
     # -- checkpoints: the dataset is read again from its id ---------------------------------------
     def replay_buffer_nbytes(self) -> int:
-        return 0  # a dataset with an id is never copied into checkpoints
+        """A dataset with an id is never copied into checkpoints; once online, the buffer (dataset + online rows) is."""
+        if self.online_from is None or self.learner.buffer is None:
+            return 0
+        return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(self.learner.buffer.data))
+
+    def _keeps_buffer(self, include_buffer: bool) -> bool:
+        return include_buffer and self.learner.buffer is not None and (
+            self.dataset_id is None or self.online_from is not None)
 
     def _learner_to_save(self, include_buffer: bool) -> Learner:
-        keep = include_buffer and self.dataset_id is None and self.learner.buffer is not None
-        return self.learner if keep else self.learner._replace(buffer=None)
+        return self.learner if self._keeps_buffer(include_buffer) else self.learner._replace(buffer=None)
 
     def _extra_metadata(self, include_buffer: bool) -> dict[str, Any]:
-        keep = include_buffer and self.dataset_id is None and self.learner.buffer is not None
+        keep = self._keeps_buffer(include_buffer)
         return {"dataset_id": self.dataset_id, "dataset_digest": self.dataset_digest, "includes_buffer": keep,
-                "buffer_rows": int(self.learner.buffer.capacity) if keep else 0, "eval_episodes": self.eval_episodes}
+                "buffer_rows": int(self.learner.buffer.capacity) if keep else 0, "eval_episodes": self.eval_episodes,
+                "online_from": self.online_from}
 
     def _restore_options(self, metadata: dict[str, Any]) -> None:
         self.dataset_id, self.dataset_digest = metadata["dataset_id"], metadata["dataset_digest"]
         self.eval_episodes, self.data = int(metadata["eval_episodes"]), None
+        self.online_from = metadata.get("online_from")  # absent from files written before offline-to-online
 
     def _checkpoint_template(self, metadata: dict[str, Any]) -> Learner:
         learner = self._fns["init"](jax.random.PRNGKey(0), False)

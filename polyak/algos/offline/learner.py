@@ -31,6 +31,7 @@ from polyak.core.monitor import observe_rewards
 from polyak.core.normalizer import RunningMeanStd
 from polyak.core.optim import gradient_step
 from polyak.core.types import Transition
+from polyak.data.buffer import ReplayBuffer
 from polyak.data.datasets import replay_buffer
 
 
@@ -113,6 +114,18 @@ def with_dataset(learner: Learner, rows: Transition, normalizer: RunningMeanStd)
     buffer = replay_buffer(rows)
     return learner._replace(buffer=buffer, obs_rms=normalizer,
                             monitor=observe_rewards(learner.monitor, buffer.data.reward))
+
+
+def grown(buffer: ReplayBuffer, capacity: int) -> ReplayBuffer:
+    """`buffer` with room for `capacity` rows (online fine-tuning appends to the dataset): its `size` rows first,
+    in order, and the write pointer after them. Its rows must never have wrapped around (full: pointer 0)."""
+    n = int(buffer.size)
+    if int(buffer.ptr) != n % buffer.capacity:
+        raise ValueError(f"cannot grow a replay buffer whose rows wrapped around (pointer {int(buffer.ptr)}, {n} rows)")
+    if capacity <= buffer.capacity:
+        return buffer
+    data = jax.tree.map(lambda x: jnp.zeros((capacity,) + x.shape[1:], x.dtype).at[:n].set(x[:n]), buffer.data)
+    return ReplayBuffer(data, jnp.asarray(n, jnp.int32), jnp.asarray(n, jnp.int32))
 
 
 def train_chunk(spec: LoopSpec, n_grad: int, learner: Learner) -> Learner:

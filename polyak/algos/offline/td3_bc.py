@@ -32,6 +32,7 @@ class TD3BCConfig(OfflineConfig):
     policy_delay: int = 2
     target_policy_noise: float = 0.2
     target_noise_clip: float = 0.5
+    exploration_noise: float = 0.1  # online fine-tuning only: std of the Gaussian noise added to mu(s) (TD3's)
 
     def validate(self) -> None:
         super().validate()
@@ -39,6 +40,7 @@ class TD3BCConfig(OfflineConfig):
         need(self.policy_delay >= 1, f"policy_delay must be >= 1, got {self.policy_delay}")
         need(self.target_policy_noise >= 0 and self.target_noise_clip >= 0,
              "target_policy_noise and target_noise_clip must be >= 0")
+        need(self.exploration_noise >= 0, f"exploration_noise must be >= 0, got {self.exploration_noise}")
 
 
 def td3_bc_actor_loss(q_pi: jax.Array, pi_action: jax.Array, data_action: jax.Array, alpha: float):
@@ -91,3 +93,4 @@ class TD3BC(OfflineAlgorithm):
     name = "td3_bc"
     config_cls = TD3BCConfig
     agent_cls = TD3BCAgent
+    gaussian_exploration = True  # online fine-tuning: mu(s) + N(0, exploration_noise^2)
