@@ -8,6 +8,9 @@ an adapter that makes a trained polyak model a controller; all share one interfa
 
 `evaluation.evaluate` runs seeded, fixed trials of a task with any controller and computes the
 challenge metrics (final/best MAE, steps to 20 um, steps to convergence, magnet change, score).
+
+`cheetah_env` is the same task tracked by Cheetah in the RL4AA'26 challenge's conventions (Dict observation,
+its wrappers); `transfer.TwinPolicyAdapter` lets a model trained on the JAX twin act in such an env.
 """
 
 from polyak.accel.controllers import (
@@ -19,7 +22,10 @@ from polyak.accel.controllers import (
                                       SVDController,
                                       make_controller,
 )
+from polyak.accel.cheetah_env import CheetahTransverseTuning, challenge_wrappers
 from polyak.accel.evaluation import TASKS, evaluate
+from polyak.accel.transfer import TwinPolicyAdapter, TwinView
 
 __all__ = ["Controller", "DoNothing", "NelderMead", "PolicyController", "RandomController", "SVDController",
-           "make_controller", "TASKS", "evaluate"]
+           "make_controller", "TASKS", "evaluate", "CheetahTransverseTuning", "challenge_wrappers", "TwinPolicyAdapter",
+           "TwinView"]

@@ -14,6 +14,10 @@ controller is given fewer, deterministic actions. Per trial (MAE series m_0 .. m
     score (lower is better) = 750 median(final MAE [m]) + 0.5 median(steps to convergence) / 150
                               + 0.5 median(magnet change) / 750
 
+The cheetah task runs the same trials (the same incoming beams, misalignments and reading noise per seed) in
+`polyak/CheetahTransverseTuning-v0`, tracked by Cheetah in the challenge's conventions, seen by controllers in
+the twin's (`accel.transfer.TwinView`), so a controller's figures on the two tasks are paired trial by trial.
+
 OrbitSteering trials report the initial and final orbit RMS, the RMS reduction 1 - final/initial,
 success (RMS below the success threshold) and the steps taken.
 """
@@ -28,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from polyak.accel.cheetah_env import CheetahTransverseTuning, challenge_wrappers
 from polyak.accel.controllers import Controller
+from polyak.accel.transfer import TwinView
 from polyak.envs.orbit_steering import OrbitSteering, OrbitSteeringParams
 from polyak.envs.protocol import GymnasiumAdapter
 from polyak.envs.transverse_tuning import (
@@ -139,6 +145,23 @@ class TransverseTask:
         ax_row[2].legend(fontsize=7)
 
 
+class CheetahTask(TransverseTask):
+    """The same trials tracked by Cheetah in the challenge's conventions (`accel.cheetah_env`); controllers see
+    it through `transfer.TwinView`, in the twin's observation variant and action units, as on the twin."""
+
+    name, env_id = "cheetah", "polyak/CheetahTransverseTuning-v0"
+
+    def make(self, controller, steps: int, reading_noise: float):
+        observation = getattr(controller, "env_kwargs", {}).get("observation", "with_log_errors")
+        env = CheetahTransverseTuning(action_mode=controller.action_mode, target=(0.0, 0.0, 0.0, 0.0),
+                                      reading_noise=reading_noise)
+        return TwinView(challenge_wrappers(env, max_episode_steps=steps), observation=observation)
+
+    def initial_record(self, adapter) -> dict:
+        info = adapter.unwrapped.state_info()
+        return {k: info[k] for k in ("beam", "magnets", "target", "mae")}
+
+
 class OrbitTask:
     name, env_id, default_steps = "orbit", "polyak/OrbitSteering-v0", 50
 
@@ -181,7 +204,7 @@ class OrbitTask:
         ax_row[0].set(xlabel="step", ylabel="orbit RMS [mm]", title=f"{label}: orbit RMS")
 
 
-TASKS = {"transverse": TransverseTask(), "orbit": OrbitTask()}
+TASKS = {"transverse": TransverseTask(), "cheetah": CheetahTask(), "orbit": OrbitTask()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,8 +247,9 @@ def evaluate(controller: Controller, task: str = "transverse", trials: int = 100
         raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
-    if floors is not None and (task != "transverse" or len(floors) != trials):
-        raise ValueError(f"floors are for the transverse task, one per trial ({trials}); got {len(floors)} for {task}")
+    if floors is not None and (task not in ("transverse", "cheetah") or len(floors) != trials):
+        raise ValueError(f"floors are for the transverse and cheetah tasks, one per trial ({trials}); "
+                         f"got {len(floors)} for {task}")
     spec = TASKS[task]
     steps = spec.default_steps if steps is None else int(steps)
     adapter = spec.make(controller, steps, reading_noise)
@@ -257,7 +281,7 @@ def plot_trials(evaluations: list[Evaluation], path: str | Path, trial: int = 0)
     import matplotlib.pyplot as plt
 
     spec = TASKS[evaluations[0].task]
-    ncols = 3 if spec.name == "transverse" else 1
+    ncols = 3 if isinstance(spec, TransverseTask) else 1
     fig, axes = plt.subplots(len(evaluations), ncols, figsize=(5 * ncols, 3.3 * len(evaluations)), squeeze=False)
     for row, ev in zip(axes, evaluations):
         spec.plot_trial(row, ev.records[trial], f"{ev.controller}, trial {trial}")
