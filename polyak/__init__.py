@@ -3,6 +3,7 @@
 from polyak import envs  # noqa: F401  (registers polyak/... ids with Gymnasium)
 from polyak._version import __version__
 from polyak.algos import registry
+from polyak.algos.collocation import Euler
 from polyak.algos.evolution import CEM, CMAES, NES
 from polyak.algos.offpolicy.ddpg import DDPG
 from polyak.algos.offpolicy.dqn import DQN, DoubleDQN
@@ -13,12 +14,14 @@ from polyak.algos.offpolicy.crossq import CrossQ
 from polyak.algos.offpolicy.redq import REDQ
 from polyak.algos.offpolicy.sac_n import SACN
 from polyak.algos.offpolicy.droq import DroQ
-from polyak.algos.offline import AWAC, CQL, IQL, TD3BC
+from polyak.algos.offline import AWAC, CQL, FQI, IQL, MOPO, NFQCA, TD3BC, AmortizedFQI
 from polyak.algos.onpolicy.a2c import A2C
 from polyak.algos.onpolicy.a3c import A3C
 from polyak.algos.onpolicy.awr import AWR
+from polyak.algos.onpolicy.pcl import PCL
 from polyak.algos.onpolicy.ppo import PPO
 from polyak.algos.onpolicy.reinforce import REINFORCE
+from polyak.algos.onpolicy.unified_pcl import UnifiedPCL
 from polyak.algos.tabular.qlearning import QLearning
 from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
@@ -31,7 +34,7 @@ def load(path, env=None):
 
 
 __all__ = ["SAC", "TD3", "DDPG", "TQC", "CrossQ", "REDQ", "SACN", "DroQ", "DQN", "DoubleDQN", "PPO", "A2C", "A3C",
-           "REINFORCE", "AWR", "QLearning",
-           "TD3BC", "CQL", "IQL", "AWAC",
-           "CEM", "CMAES", "NES",
+           "REINFORCE", "AWR", "PCL", "UnifiedPCL", "QLearning",
+           "TD3BC", "CQL", "IQL", "AWAC", "MOPO", "FQI", "AmortizedFQI", "NFQCA",
+           "CEM", "CMAES", "NES", "Euler",
            "NormalActionNoise", "OrnsteinUhlenbeckActionNoise", "ALGORITHMS", "load", "__version__"]

@@ -1,4 +1,4 @@
-"""Command line: `polyak train`, `polyak sweep`, `polyak eval`, `polyak report`, `polyak bench`."""
+"""Command line: `polyak train`, `polyak sweep`, `polyak tune`, `polyak eval`, `polyak report`, `polyak bench`."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from polyak.envs.spaces import SpaceError
 from polyak.evaluation import evaluate_policy, evaluate_q_bias
 from polyak.io.checkpoint import CheckpointError
 from polyak.runs.experiments import sweep_command, train_many
+from polyak.runs.export import FORMATS, ExportError, export_policy
 from polyak.runs.report import RunFolderError, write_report
 from polyak.runs.run import MODEL_FILE, make_training_env, q_bias_text, train_one
+from polyak.runs.tune import tune_command
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -37,6 +39,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.set = [*args.set, f"dataset={args.dataset}"]
     elif registry.entry(args.algo).family == "offline" and not any(s.startswith("dataset=") for s in args.set):
         raise SystemExit(f"{args.algo} learns from a dataset: add --dataset ID (make one with `polyak data collect`)")
+    if args.online_steps and registry.entry(args.algo).family != "offline":
+        raise SystemExit(f"--online-steps continues an offline algorithm online ({', '.join(_offline_names())}), "
+                         f"not {args.algo}")
+    if args.online_steps and args.seeds is not None:
+        raise SystemExit("--online-steps runs one seed per command: drop --seeds")
     if args.env is None:  # an offline run evaluates in the dataset's env
         args.env = (datasets.dataset_env_id(args.dataset) if args.dataset else None) or "Pendulum-v1"
     if args.seeds is not None:  # several seeds: one `polyak train` per seed, or all vmapped in one process
@@ -103,6 +110,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return sweep_command(args)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    return tune_command(args)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.run_dir)
     model_path = target / MODEL_FILE if target.is_dir() else target
@@ -122,6 +133,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise SystemExit(f"--q-bias needs a model with a Q critic (an off-policy algorithm); {model.name} has none")
 
         print(q_bias_text(evaluate_q_bias(model, make_training_env(env_id, 1, env_kwargs), args.episodes, seed=args.seed)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        paths = export_policy(args.run_dir, args.format, args.output)
+    except ExportError as e:
+        raise SystemExit(f"polyak export: {e}") from None
+    for path in paths:
+        print(f"wrote {path}")
     return 0
 
 
@@ -146,7 +167,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_accel_evaluate(args: argparse.Namespace) -> int:
     evaluations = []
     floors = None
-    if args.task == "transverse" and not args.no_oracle:
+    if args.task in ("transverse", "cheetah") and not args.no_oracle:  # the trials are the same in both
         t0 = time.perf_counter()
         floors = trial_floors(range(args.seed, args.seed + args.trials))
         print(f"oracle (best MAE reachable per trial): median {1e6 * np.median(floors):.1f} um, "
@@ -210,6 +231,9 @@ def make_parser() -> argparse.ArgumentParser:
                     help="offline algorithms: the local Minari dataset to learn from (`polyak data collect`); "
                          "--steps counts gradient steps, and the policy is evaluated in --env")
     tr.add_argument("--steps", type=_int_at_least(1), default=20_000, help="environment steps (default: 20000)")
+    tr.add_argument("--online-steps", type=_int_at_least(0), default=0, metavar="N",
+                    help="offline algorithms: after --steps gradient steps on the dataset, N environment steps of "
+                         "online fine-tuning in --env (replay buffer seeded with the dataset; default: 0)")
     tr.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: 0)")
     tr.add_argument("--n-envs", type=_int_at_least(1), default=None, metavar="N",
                     help="train on N copies of the env in a vector env (default: 1, or the tuned value)")
@@ -269,6 +293,54 @@ def make_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dry-run", action="store_true", help="list the runs that would run and those skipped; run nothing")
     sw.set_defaults(func=cmd_sweep)
 
+    tu = sub.add_parser("tune", help="search hyperparameters with Optuna (resumable); writes best.json for the zoo",
+                        description="Search the hyperparameters that matter for ALGO on ENV with Optuna (TPE sampler, "
+                                    "median pruner). Each trial is a `polyak train` run folder with seed SEED + trial "
+                                    "number, evaluated deterministically every STEPS / EVALS steps (reported to the "
+                                    "pruner); its value is the final mean deterministic return over --eval-episodes "
+                                    "episodes. The study is stored in STUDY_DIR/study.db: the same command again "
+                                    "resumes it. Writes STUDY_DIR/best.json (zoo format), summary.md (trials, "
+                                    "parameter importances, a snippet for polyak/runs/zoo.py), report.json and "
+                                    "history.png. Needs Optuna: pip install \"polyak[tune]\".")
+    tu.add_argument("algo", choices=registry.names(), help="algorithm (those without a built-in space need --space)")
+    tu.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id (default: Pendulum-v1)")
+    tu.add_argument("--trials", type=_int_at_least(1), required=True, metavar="N",
+                    help="finished trials (complete, pruned or failed) the study should hold; a rerun runs only the "
+                         "missing ones, a larger N extends the study")
+    tu.add_argument("--steps", type=_int_at_least(1), required=True, metavar="S", help="environment steps per trial")
+    tu.add_argument("--evals", type=_int_at_least(1), default=5, metavar="K",
+                    help="evaluations per trial, every S/K steps; the last is the objective (default: 5)")
+    tu.add_argument("--eval-episodes", type=_int_at_least(5), default=10, metavar="E",
+                    help="deterministic episodes per evaluation, >= 5 (default: 10)")
+    tu.add_argument("--seed", type=_int_at_least(0), default=0,
+                    help="trial k trains with seed SEED + k; also seeds the sampler (default: 0)")
+    tu.add_argument("--space", default=None, metavar="FILE.json",
+                    help='replace the built-in search space, e.g. {"learning_rate": {"log_uniform": [1e-4, 1e-2]}, '
+                         '"batch_size": {"choice": [64, 256]}, "n_epochs": {"int": [1, 20]}}')
+    tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="fix a hyperparameter (not searched), as for train (repeatable)")
+    tu.add_argument("--no-tuned", action="store_true",
+                    help="start from the class defaults instead of the zoo's values for ALGO on ENV")
+    tu.add_argument("--n-envs", type=_int_at_least(1), default=None, metavar="N",
+                    help="vector env copies per trial (default: 1, or the zoo's value)")
+    tu.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
+                    help="keyword for gymnasium.make (repeatable)")
+    tu.add_argument("--study-dir", default=None, metavar="DIR",
+                    help="study folder (default: RUNS_ROOT/tune/ALGO-ENV)")
+    tu.add_argument("--runs-root", default="runs", help="parent of the default study folder (default: runs)")
+    tu.add_argument("--storage", default=None, metavar="URL",
+                    help="Optuna storage URL shared by several machines (default: sqlite:///STUDY_DIR/study.db)")
+    tu.add_argument("--log-interval", type=_int_at_least(1), default=1000, help="steps between metric rows (default: 1000)")
+    tu.add_argument("--backend", choices=["local", "ray"], default="local",
+                    help="local: trials one after another in this process; ray: K Ray tasks share the trials "
+                         "(default: local)")
+    tu.add_argument("--workers", type=_int_at_least(1), default=None, metavar="K",
+                    help="--backend ray: trials at the same time (default: min(trials to run, CPUs))")
+    tu.add_argument("--address", default=None, metavar="ADDR",
+                    help="Ray cluster address for --backend ray (default: a local Ray instance with K CPUs); the "
+                         "study folder must be on a filesystem every node shares")
+    tu.set_defaults(func=cmd_tune)
+
     ev = sub.add_parser("eval", help="evaluate a trained model",
                         description="Run deterministic evaluation episodes of RUN_DIR/model.polyak (or a model file).")
     ev.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `polyak train`, or a .polyak file")
@@ -280,6 +352,18 @@ def make_parser() -> argparse.ArgumentParser:
                     help="also compare the critic's Q(s_t, a_t) with the discounted return obtained from s_t "
                          "(deterministic episodes, polyak.evaluation.evaluate_q_bias)")
     ev.set_defaults(func=cmd_eval)
+
+    xp = sub.add_parser("export", help="write the deterministic policy as ONNX or NumPy arrays for deployment",
+                        description="Export the deterministic policy of RUN_DIR/model.polyak (or a model file) with the "
+                                    "observation normaliser and the action rescaling inside: observations in, actions "
+                                    "out, both in the env's units. onnx: one ONNX graph (needs pip install "
+                                    "\"polyak[export]\"); npz: the weights as NumPy arrays and NAME_forward.py, a "
+                                    "NumPy-only forward function. Either is checked against the model's predict.")
+    xp.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `polyak train`, or a .polyak file")
+    xp.add_argument("--format", choices=FORMATS, default="onnx", help="onnx or npz (default: onnx)")
+    xp.add_argument("--output", default=None, metavar="PATH",
+                    help="file to write (default: RUN_DIR/policy.FORMAT, or MODEL.FORMAT next to a model file)")
+    xp.set_defaults(func=cmd_export)
 
     rp = sub.add_parser("report", help="multi-seed statistics and learning curves of run folders",
                         description="Group run folders by (algorithm, environment) and write report.md, report.json "
@@ -299,7 +383,8 @@ def make_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     ac = sub.add_parser("accel", help="accelerator tasks: evaluate controllers and trained agents, env speed",
-                        description="Accelerator tasks (polyak/TransverseTuning-v0, polyak/OrbitSteering-v0).")
+                        description="Accelerator tasks (polyak/TransverseTuning-v0, polyak/CheetahTransverseTuning-v0, "
+                                    "polyak/OrbitSteering-v0).")
     acs = ac.add_subparsers(dest="accel_command", required=True)
     ae = acs.add_parser("evaluate", help="seeded, fixed trials of a task with controllers or trained agents",
                         description="Run the same seeded trials with each controller and write a score table "
@@ -308,11 +393,13 @@ def make_parser() -> argparse.ArgumentParser:
                                     "folder / .polyak file of a trained agent; CONTROLLER@N gives that one N steps "
                                     "per trial (e.g. nelder-mead@150 RUN_DIR@50).")
     ae.add_argument("controllers", nargs="+", metavar="CONTROLLER_OR_RUN_DIR")
-    ae.add_argument("--task", choices=["transverse", "orbit"], default="transverse",
-                    help="transverse: TransverseTuning challenge trials; orbit: OrbitSteering (default: transverse)")
+    ae.add_argument("--task", choices=list(TASKS), default="transverse",
+                    help="transverse: TransverseTuning challenge trials; cheetah: the same trials tracked by Cheetah "
+                         "in the challenge's conventions (polyak/CheetahTransverseTuning-v0); orbit: OrbitSteering "
+                         "(default: transverse)")
     ae.add_argument("--trials", type=int, default=100, help="number of trials, seeds SEED..SEED+N-1 (default: 100)")
     ae.add_argument("--steps", type=int, default=None,
-                    help="steps per trial (default: 150 for transverse, 50 for orbit)")
+                    help="steps per trial (default: 150 for transverse and cheetah, 50 for orbit)")
     ae.add_argument("--seed", type=int, default=0, help="seed of the first trial (default: 0)")
     ae.add_argument("--noise", type=float, default=0.0, help="Gaussian reading noise std in metres (default: 0)")
     ae.add_argument("--nm-step", type=float, default=0.1,

@@ -10,6 +10,7 @@ from polyak.cli import main
 from polyak.runs.run import parse_overrides
 
 
+@pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_train_writes_a_complete_run_folder_and_eval_reads_it(tmp_path, capsys):
     run = tmp_path / "run"
     rc = main(["train", "td3", "--steps", "400", "--seed", "1", "--run-dir", str(run), "--no-progress",
@@ -44,15 +45,15 @@ def test_sac_metrics_include_temperature_and_entropy(tmp_path):
     assert {"alpha", "entropy", "alpha_loss"} <= set(header)
 
 
+@pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_on_policy_train_on_a_gymnasium_vector_env(tmp_path):
     """CartPole ships Gymnasium's own vector env, which auto-resets on the NEXT step; `polyak train`
     must build SAME_STEP copies instead (every step a transition), and on-policy models have no
     action_noise to record."""
-    import gymnasium as gym
-
+    from polyak.envs.gym_compat import AutoresetMode, autoreset_mode_of
     from polyak.runs.run import make_training_env
 
-    assert make_training_env("CartPole-v1", 2).metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    assert autoreset_mode_of(make_training_env("CartPole-v1", 2)) == AutoresetMode.SAME_STEP
     run = tmp_path / "run"
     assert main(["train", "reinforce", "--env", "CartPole-v1", "--steps", "64", "--n-envs", "2", "--set", "n_steps=16",
                  "--eval-episodes", "1", "--run-dir", str(run), "--no-progress"]) == 0
@@ -61,6 +62,7 @@ def test_on_policy_train_on_a_gymnasium_vector_env(tmp_path):
     assert json.loads((run / "eval.json").read_text())["steps"] == 64
 
 
+@pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_parse_overrides():
     assert parse_overrides(["a=1", "b=0.5", "c=auto", "d=[1,2]", "e=true"]) == {
         "a": 1, "b": 0.5, "c": "auto", "d": [1, 2], "e": True}
@@ -68,6 +70,7 @@ def test_parse_overrides():
         parse_overrides(["novalue"])
 
 
+@pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_bad_hyperparameter_on_the_command_line_fails_before_training(tmp_path):
     with pytest.raises(SystemExit, match=r"polyak train: gamma must be in \(0, 1\], got 2.0"):
         main(["train", "sac", "--steps", "10", "--run-dir", str(tmp_path / "x"), "--set", "gamma=2"])

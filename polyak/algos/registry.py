@@ -16,7 +16,7 @@ from typing import Any
 
 from polyak.io.checkpoint import CheckpointError, read_checkpoint
 
-FAMILIES = ("offpolicy", "onpolicy", "tabular", "offline", "evolution")
+FAMILIES = ("offpolicy", "onpolicy", "tabular", "offline", "evolution", "collocation")
 ACTION_KINDS = ("Box", "Discrete")
 
 

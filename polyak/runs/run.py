@@ -25,6 +25,7 @@ import polyak.envs  # noqa: F401  (registers polyak's environment ids with Gymna
 from polyak._version import __version__
 from polyak.algos import registry
 from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from polyak.envs.gym_compat import make_vector
 from polyak.evaluation import evaluate_policy, evaluate_q_bias
 from polyak.io.logger import EPISODES_FILE, METRICS_FILE, RunLogger, plot_learning_curve
 from polyak.runs.zoo import tuned_hyperparameters
@@ -83,13 +84,9 @@ def make_training_env(env_id: str, n_envs: int = 1, env_kwargs: dict[str, Any] |
     env_kwargs = env_kwargs or {}
     if n_envs == 1:
         return gym.make(env_id, **env_kwargs)
-    entry = gym.spec(env_id).vector_entry_point
-    if isinstance(entry, str) and entry.startswith("polyak."):  # polyak's JAX envs: one vmapped call, SAME_STEP
-        return gym.make_vec(env_id, num_envs=n_envs, **env_kwargs)
-    # Gymnasium's own vector envs (e.g. CartPole's) auto-reset on the NEXT step: use sync copies with
-    # SAME_STEP autoreset: every vector step is a transition (on-policy rollouts need that)
-    return gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env_kwargs)
+    # polyak's JAX envs: one vmapped call; others: sync copies with SAME_STEP autoreset (not 1.x's own
+    # NEXT_STEP vector envs, e.g. CartPole's), so every vector step is a transition (on-policy rollouts need that)
+    return make_vector(env_id, n_envs, same_step=True, **env_kwargs)
 
 
 def training_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int, dict[str, Any]]:
@@ -246,8 +243,9 @@ class RunFolder:
 
     def write_config(self, *, algo: str, env_id: str, env_kwargs: dict[str, Any], n_envs: int, steps: int,
                      seed: int, overrides: dict[str, Any], model, command: str | None = None,
-                     variant: str | None = None, loop: str | None = None) -> None:
+                     variant: str | None = None, loop: str | None = None, online_steps: int = 0) -> None:
         config = {"algorithm": algo, "env": env_id, "env_kwargs": env_kwargs, "n_envs": n_envs, "steps": steps,
+                  **({"online_steps": online_steps} if online_steps else {}),
                   "seed": seed, **({"variant": variant} if variant else {}), "library_version": __version__,
                   "command": " ".join(sys.argv) if command is None else command, "overrides": overrides,
                   "hyperparameters": model.config.to_dict(), **({"loop": loop} if loop else {}),
@@ -310,7 +308,8 @@ def train_one(args: argparse.Namespace) -> tuple[RunFolder, dict[str, Any], list
     folder = RunFolder(path)
     settings = {"algorithm": args.algo, "env": args.env, "env_kwargs": env_kwargs, "n_envs": n_envs,
                 "steps": args.steps, "seed": args.seed, "overrides": hp, **({"variant": args.variant}
-                                                                             if args.variant else {})}
+                                                                             if args.variant else {}),
+                **({"online_steps": args.online_steps} if getattr(args, "online_steps", 0) else {})}
     if folder.has_run() and args.fresh:
         folder.clear()
     elif folder.is_finished():
@@ -352,6 +351,9 @@ def train_one(args: argparse.Namespace) -> tuple[RunFolder, dict[str, Any], list
     try:
         model.learn(max(0, args.steps - model.num_timesteps), callback=callback, log_interval=args.log_interval,
                     logger=logger)
+        if getattr(args, "online_steps", 0):  # offline-to-online: env steps in --env after the gradient steps
+            model.learn(max(0, args.steps + args.online_steps - model.num_timesteps), callback=callback,
+                        log_interval=args.log_interval, logger=logger, online=True)
     finally:
         logger.close()
     train_s = time.perf_counter() - t0

@@ -43,6 +43,11 @@ TUNED: dict[tuple[str, str], dict[str, Any]] = {
                       "batch_size": 256, "temperature": 1.0, "weight_clip": 20.0, "learning_rate": 3e-4,
                       "value_learning_rate": 1e-3, "gamma": 0.99, "gae_lambda": 0.95}
        for env in ("Pendulum-v1", "polyak/Pendulum-v1")},
+    # Fitted Q-iteration for continuous actions on Pendulum (offline, `--dataset`): [64, 64] networks, critic lr 1e-3.
+    # FQI runs its maximiser (4 starts x <= 10 Adam steps) for every target, so the critic's size sets its cost;
+    # 200 gradient steps per iteration (NFQCA: 200 critic + 50 actor). Measured in BENCHMARKS.md (fitted Q).
+    **{(algo, env): {"learning_rate": 1e-3, "net_arch": [64, 64]}
+       for algo in ("fqi", "amortized_fqi", "nfqca") for env in ("Pendulum-v1", "polyak/Pendulum-v1")},
     # DQN / Double DQN on CartPole: RL Zoo's settings (128 gradient steps every 256 env steps; RL Zoo's
     # target_update_interval=10 *env* steps is one target copy per training phase, i.e. 128 gradient
     # steps here, where it counts gradient steps) with 5-step returns and lr 1e-3 instead of 2.3e-3:
@@ -75,6 +80,16 @@ TUNED: dict[tuple[str, str], dict[str, Any]] = {
     **{("ppo", env): {"n_envs": 4, "n_steps": 512, "log_std_init": -1.0, "gae_lambda": 0.95, "gamma": 0.9,
                       "n_epochs": 10, "learning_rate": 3e-4, "normalize_reward": True}
        for env in ("Pendulum-v1", "polyak/Pendulum-v1")},
+    # PCL / Unified PCL: 8 envs x 16-step rollouts; stored episodes as long as the env's time limit. Unified PCL
+    # on CartPole with alpha 0.5: at its default 0.02 (and at 0.1) pi = softmax(Q / alpha) turned greedy on
+    # Q's errors early; 0.5 gave 2 of 3 seeds at 500 within 102k steps (BENCHMARKS.md, 'PCL: the path length d')
+    **{(algo, "polyak/Chain-v0"): {"n_envs": 8, "max_episode_len": 30} for algo in ("pcl", "unified_pcl")},
+    **{("pcl", env): {"n_envs": 8, "max_episode_len": 500} for env in ("CartPole-v1", "gymnax/CartPole-v1")},
+    **{("unified_pcl", env): {"n_envs": 8, "max_episode_len": 500, "alpha": 0.5}
+       for env in ("CartPole-v1", "gymnax/CartPole-v1")},
+    # The Euler-equation method on energy storage: degree 16 (class default 12); its policy is within 7.5e-5 of
+    # value iteration on a 4001-point grid, whose own error is about that (BENCHMARKS.md, Euler vs VI vs SAC).
+    ("euler", "polyak/Storage-v0"): {"degree": 16},
 }
 
 

@@ -32,7 +32,7 @@ def test_default_hooks():
         agent.policy_entropy(state, jnp.zeros((1, 3)), jax.random.PRNGKey(0))
 
 
-SOFT = {"sac", "tqc", "crossq", "redq", "sac_n", "droq"}  # maximum-entropy agents: a temperature to report
+SOFT = {"sac", "tqc", "crossq", "redq", "sac_n", "droq", "mopo"}  # maximum-entropy agents: a temperature to report
 # Evolution strategies search policy parameters with a `Strategy` (ask/tell), not an RL agent; tabular is NumPy.
 AGENT_FAMILIES = ("offpolicy", "onpolicy", "offline")
 

@@ -35,7 +35,7 @@ def test_lecture_quickstart_runs_with_only_the_import_changed():
     ddpg.learn(40)
 
 
-@pytest.mark.parametrize("algo", [SAC, TD3, DDPG])
+@pytest.mark.parametrize("algo", [pytest.param(SAC, marks=pytest.mark.gym029), TD3, DDPG])  # gym029: ci/gym029.sh
 def test_predict_single_and_batched_in_env_units(algo):
     env = CountingEnv()  # actions in [-2, 2]
     model = algo("MlpPolicy", env, seed=0, **TINY)
@@ -53,6 +53,7 @@ def test_predict_single_and_batched_in_env_units(algo):
         model.predict(np.ones(3))
 
 
+@pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_actions_are_rescaled_to_the_env_bounds():
     seen = []
 
@@ -70,6 +71,7 @@ def test_actions_are_rescaled_to_the_env_bounds():
     assert seen.min() < 13 and seen.max() > 27  # random warm-up covers the whole range
 
 
+@pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_vector_env_and_train_freq_gradient_steps():
     env = gym.vector.SyncVectorEnv([lambda: gym.make("Pendulum-v1")] * 3)
     model = SAC("MlpPolicy", env, seed=0, train_freq=2, gradient_steps=-1, **TINY)
@@ -137,6 +139,7 @@ def test_non_box_action_space_names_the_algorithms_that_fit():
         TD3("MlpPolicy", "CartPole-v1")
 
 
+@pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_nan_observation_stops_training_naming_the_step():
     env = CountingEnv(length=50, obs_fn=lambda step, obs: obs * np.nan if step == 37 else obs)
     model = SAC("MlpPolicy", env, seed=0, **TINY)
@@ -193,7 +196,8 @@ def test_same_seed_same_result_on_cpu():
 def test_env_id_string_gym_env_and_algorithm_registry():
     assert set(polyak.ALGORITHMS) == {"sac", "td3", "ddpg", "tqc", "crossq", "redq", "sac_n", "droq", "dqn",
                                       "double_dqn", "ppo", "a2c", "a3c", "reinforce", "awr", "qlearning",
-                                      "td3_bc", "cql", "iql", "awac", "cem", "cmaes", "nes"}
+                                      "pcl", "unified_pcl", "td3_bc", "cql", "iql", "awac", "mopo", "fqi", "amortized_fqi", "nfqca",
+                                      "cem", "cmaes", "nes", "euler"}
     assert SAC("MlpPolicy", "Pendulum-v1", **TINY).env_id == "Pendulum-v1"
     with pytest.raises(TypeError, match="env must be"):
         SAC("MlpPolicy", 42)
