@@ -90,6 +90,14 @@ TUNED: dict[tuple[str, str], dict[str, Any]] = {
     # The Euler-equation method on energy storage: degree 16 (class default 12); its policy is within 7.5e-5 of
     # value iteration on a 4001-point grid, whose own error is about that (BENCHMARKS.md, Euler vs VI vs SAC).
     ("euler", "polyak/Storage-v0"): {"degree": 16},
+    # Evolution strategies (BENCHMARKS.md, 2026-12-06). polyak/Pendulum-v1: the settings of the generations study
+    # (population 32, 4 episodes per candidate; CEM with [32, 32] reached about -260 in 60 generations).
+    # TransverseTuning: the challenge's target, as SAC's entry, and 8 episodes per candidate (a candidate's return
+    # over one random trial is too noisy to rank by: CEM 24 -> 46, CMA-ES 0 -> 84 evaluation return at 10M / 40M steps)
+    **{(algo, "polyak/Pendulum-v1"): {"population_size": 32, "episodes_per_candidate": 4, "net_arch": [32, 32]}
+       for algo in ("cem", "cmaes", "nes")},
+    **{(algo, "polyak/TransverseTuning-v0"): {"episodes_per_candidate": 8, "env_kwargs": {"target": [0.0, 0.0, 0.0, 0.0]}}
+       for algo in ("cem", "cmaes", "nes")},
 }
 
 
