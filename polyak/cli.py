@@ -25,7 +25,7 @@ from polyak.io.checkpoint import CheckpointError
 from polyak.runs.experiments import sweep_command, train_many
 from polyak.runs.export import FORMATS, ExportError, export_policy
 from polyak.runs.report import RunFolderError, write_report
-from polyak.runs.run import MODEL_FILE, make_training_env, q_bias_text, train_one
+from polyak.runs.run import MODEL_FILE, make_training_env, parse_overrides, q_bias_text, train_one
 from polyak.runs.tune import tune_command
 
 
@@ -71,10 +71,16 @@ def cmd_data_collect(args: argparse.Namespace) -> int:
         controller = make_controller(args.policy, **({"seed": args.seed} if args.policy == "random" else {}))
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(str(err)) from None
-    env = make_training_env(args.env, 1)
+    env = make_training_env(args.env, 1, parse_overrides(args.env_kwarg, "--env-kwarg"))
+    # a controller acts on polyak's Gymnasium adapter (its JAX env is `.env`), in the action mode it was written for
+    adapter = env.unwrapped
+    needed, has = getattr(controller, "action_mode", None), getattr(getattr(adapter, "env", None), "action_mode", None)
+    if needed is not None and has is not None and has != needed:
+        raise SystemExit(f"{controller.name} needs {args.env} with action_mode={needed!r}, not {has!r}: add "
+                         f"--env-kwarg action_mode={needed}")
     t0 = time.perf_counter()
     episodes = datasets.collect_episodes(env, controller.act, args.episodes, seed=args.seed, noise=args.noise,
-                                         on_reset=controller.reset)
+                                         on_reset=lambda _env, obs, info: controller.reset(adapter, obs, info))
     path = datasets.write_dataset(args.id, episodes, env.observation_space, env.action_space, env_id=args.env,
                                   algorithm_name=f"{controller.name} + N(0, {args.noise:g}^2) noise",
                                   description=f"polyak data collect --policy {args.policy} --episodes "
@@ -432,6 +438,8 @@ def make_parser() -> argparse.ArgumentParser:
                     help="Gaussian action noise, std in units of half the action range (default: 0)")
     dc.add_argument("--id", required=True, metavar="NAMESPACE/ENV/NAME-v0", help="dataset id")
     dc.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the first episode (default: 0)")
+    dc.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
+                    help="keyword for gymnasium.make (repeatable), e.g. action_mode=direct for nelder-mead")
     dc.add_argument("--overwrite", action="store_true", help="replace a dataset of that id")
     dc.set_defaults(func=cmd_data_collect)
     di = das.add_parser("import", help="logged arrays (.npz, .csv, .h5) -> a Minari dataset",

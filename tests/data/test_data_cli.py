@@ -18,6 +18,23 @@ def datasets_root(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
 
 
+def test_a_controller_logs_in_the_action_mode_it_was_written_for(capsys):
+    """Nelder-Mead sets the magnets (action_mode='direct'): in the default delta env its settings would be clipped
+    to step limits and logged as nonsense, so collect refuses; with --env-kwarg action_mode=direct it logs the
+    settings it tried, inside the magnets' limits and mostly not at a bound."""
+    args = ["data", "collect", "--env", "polyak/TransverseTuning-v0", "--policy", "nelder-mead", "--episodes", "2",
+            "--id", "test/TransverseTuning-v0/nm-v0"]
+    with pytest.raises(SystemExit, match="action_mode='direct'.*--env-kwarg action_mode=direct"):
+        main(args)
+    assert main(args + ["--env-kwarg", "action_mode=direct"]) == 0
+    import minari
+
+    episode = next(iter(minari.load_dataset("test/TransverseTuning-v0/nm-v0").iterate_episodes()))
+    limits = np.array([5.30e-3, 5.30e-3, 30.0, 30.0, 30.0])
+    assert np.all(np.abs(episode.actions) <= limits * (1 + 1e-6))
+    assert np.mean(np.isclose(np.abs(episode.actions), limits)) < 0.5
+
+
 def test_collect_info_import_and_errors(tmp_path, capsys):
     assert main(["data", "collect", "--env", "Pendulum-v1", "--policy", "random", "--episodes", "2",
                  "--noise", "0.1", "--id", DATASET]) == 0
