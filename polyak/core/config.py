@@ -72,6 +72,9 @@ class OffPolicyConfig(Config):
     n_critics: int = 2
     normalize_obs: bool = True
     reward_scale: float = 1.0  # rewards are multiplied by this before they enter the buffer
+    # Choose each action before the step's gradient update, so the envs step while the update runs:
+    # faster, but the acting policy is one update behind SB3's order (measured in BENCHMARKS.md)
+    act_before_update: bool = False
 
     def validate(self) -> None:
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")

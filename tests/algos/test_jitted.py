@@ -21,12 +21,14 @@ def host_model(algo, seed, n_envs=2, **kw):
     return polyak.ALGORITHMS[algo]("MlpPolicy", env, seed=seed, **SMALL, **kw)
 
 
-@pytest.mark.parametrize("algo", [pytest.param("sac", marks=pytest.mark.gym029), "td3"])  # gym029: ci/gym029.sh
-def test_jitted_loop_stores_the_same_transitions_as_the_host_loop(algo):
+@pytest.mark.parametrize("algo, act_before_update", [pytest.param("sac", False, marks=pytest.mark.gym029),
+                                                      ("td3", False), ("sac", True)])  # gym029: ci/gym029.sh
+def test_jitted_loop_stores_the_same_transitions_as_the_host_loop(algo, act_before_update):
     """Scripted episodes with terminations, time-limit truncations and auto-resets: the two loops
     write identical replay buffers (the true final observation on truncation, no bootstrap mask),
-    choose the same actions and end with the same parameters."""
-    host = host_model(algo, seed=3)
+    choose the same actions and end with the same parameters; with `act_before_update` too (both
+    loops then act before each update)."""
+    host = host_model(algo, seed=3, act_before_update=act_before_update)
     host.learn(40)  # 20 vector steps of 2 envs: warm-up, then training
     loop = JittedLoop(host.spec, ScriptedJaxEnv(), ScriptedJaxEnv().default_params, chunk=10)
     states = loop.init(jnp.asarray([3], jnp.uint32))

@@ -110,6 +110,7 @@ def test_load_restores_normaliser_and_predictions(tmp_path):
 @pytest.mark.parametrize("algo,extra", [
     (SAC, {}),
     (TD3, {"action_noise": OrnsteinUhlenbeckActionNoise(0.0, 0.3)}),
+    (SAC, {"act_before_update": True}),  # the pending action was chosen before the last update
 ])
 def test_resume_is_bit_exact(tmp_path, algo, extra):
     """Save at step k (mid-episode), load, continue: same parameters as never stopping."""

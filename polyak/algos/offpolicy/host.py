@@ -73,7 +73,9 @@ class OffPolicyAlgorithm(Algorithm):
     # -- training: the device side of the host loop (`Algorithm.learn`) --------------------------
     def _host_steps(self, total_timesteps: int):
         """Per environment step two donated jitted calls, store_step and train_step (or the collect-only
-        step: warm-up, or between train_freq steps); the host syncs the next action and one int."""
+        step: warm-up, or between train_freq steps); the host syncs the next action and one int.
+        With `act_before_update`: store_and_act, then update_phase dispatched without waiting for it,
+        so the envs step while it runs; a non-finite update is then noticed one step later (or at the end)."""
         cfg, n_envs, columns = self.config, self.n_envs, self.spec.columns
         if self.learner.buffer is None:
             if self.num_timesteps > 0:  # resumed from a checkpoint saved without its replay buffer
@@ -88,10 +90,12 @@ class OffPolicyAlgorithm(Algorithm):
                 self.spec, self.config.buffer_size)))
         n_grad = cfg.gradient_steps if cfg.gradient_steps > 0 else cfg.train_freq * n_envs
         store_fn, train_fn, collect_fn = self._fns["store"], self._fns["train"](n_grad), self._fns["train"](0)
+        store_act_fn, update_fn = self._fns["store_and_act"], self._fns["update_phase"](n_grad)
         packed = columns.zeros(n_envs)
         ahead = None
         if self.num_timesteps < cfg.learning_starts:  # compile the training step while warm-up steps run
-            ahead = compile_ahead(train_fn, self.learner, packed)
+            ahead = (compile_ahead(update_fn, self.learner) if cfg.act_before_update
+                     else compile_ahead(train_fn, self.learner, packed))
 
         def step(batch) -> np.ndarray:
             warm_up = self.num_timesteps < cfg.learning_starts  # uniform random actions
@@ -101,10 +105,15 @@ class OffPolicyAlgorithm(Algorithm):
                 "next_obs": batch.next_obs, "terminated": batch.terminated, "truncated": batch.truncated,
                 "valid": batch.valid, "act_obs": batch.obs, "episode_start": batch.episode_start,
                 "random": 1.0 if warm_up else 0.0})
-            fn = train_fn if learning and (self.num_timesteps // n_envs) % cfg.train_freq == 0 else collect_fn
-            buffer, window = store_fn(self.learner.buffer, self.learner.window, packed)
-            self.learner = self.learner._replace(buffer=buffer, window=window)
-            self.learner, next_action, bad_step = fn(self.learner, packed)
+            train_now = learning and (self.num_timesteps // n_envs) % cfg.train_freq == 0
+            if cfg.act_before_update:
+                self.learner, next_action, bad_step = store_act_fn(self.learner, packed)
+                if train_now:  # dispatched, not awaited: it runs while the host steps the envs
+                    self.learner = update_fn(self.learner)
+            else:
+                buffer, window = store_fn(self.learner.buffer, self.learner.window, packed)
+                self.learner = self.learner._replace(buffer=buffer, window=window)
+                self.learner, next_action, bad_step = (train_fn if train_now else collect_fn)(self.learner, packed)
             next_action, bad_step = jax.device_get((next_action, bad_step))
             if bad_step >= 0:
                 self._raise_nonfinite_update()
@@ -113,6 +122,8 @@ class OffPolicyAlgorithm(Algorithm):
         def finish() -> None:
             if ahead is not None:  # learn() ended during the warm-up: do not leave the compiler running behind it
                 ahead.join()
+            if cfg.act_before_update and int(jax.device_get(self.learner.monitor.nonfinite_step)) >= 0:
+                self._raise_nonfinite_update()  # the last update was not checked by a following step
 
         return step, finish
 

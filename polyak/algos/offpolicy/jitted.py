@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 
 from polyak.algos.jitted import JaxEnvLoop, LoopState, StepLog
-from polyak.algos.offpolicy.learner import LoopSpec, diagnostics, first_action, init_learner, store_step, train_step
+from polyak.algos.offpolicy.learner import (LoopSpec, diagnostics, first_action, init_learner, store_and_act,
+                                            store_step, train_step, update_phase)
 from polyak.core.monitor import Diagnostics
 
 
@@ -19,7 +20,8 @@ def pack(spec: LoopSpec, obs, action, batch, random) -> jax.Array:
 
 
 class JittedLoop(JaxEnvLoop):
-    """Per vector step the host loop's two calls, store_step and train_step (or the collect-only step)."""
+    """Per vector step the host loop's two calls, store_step and train_step (or the collect-only step);
+    with `act_before_update` its other two, store_and_act and update_phase, in the same order."""
 
     def __init__(self, spec: LoopSpec, env, params, chunk: int = 1000):
         self.chunk = int(chunk)
@@ -41,6 +43,10 @@ class JittedLoop(JaxEnvLoop):
         spec = self.spec
         env_key, env_states, batch = self._env_step(state)
         packed = pack(spec, state.obs, state.action, batch, jnp.where(learning, 0.0, 1.0))
+        if spec.cfg.act_before_update:
+            learner, next_action, _ = store_and_act(spec, state.learner, packed)
+            learner = jax.lax.cond(train_now, lambda lr: update_phase(spec, self.n_grad, lr), lambda lr: lr, learner)
+            return self._advance(state, env_key, env_states, batch, learner, next_action)
         buffer, window = store_step(spec, state.learner.buffer, state.learner.window, packed)
         learner = state.learner._replace(buffer=buffer, window=window)
         learner, next_action, _ = jax.lax.cond(

@@ -16,6 +16,9 @@ Everything else lives here, once:
   `train_step` = count the step and widen the reward bound -> update_phase -> explore. Per environment
   step the host loop makes two donated jitted calls, store_step and train_step, and syncs only the
   action and one int (the first non-finite step); the jitted loop composes the same functions.
+  With `act_before_update` the two calls are `store_and_act` (store, count, explore) and then
+  `update_phase`: the action is ready before the update starts, and the host steps the envs while
+  the update runs (the acting policy is one gradient step behind SB3's order).
 
 Observations are stored raw and normalised when sampled, with the statistics of the moment, so the
 normaliser can keep adapting without stale rows in the buffer.
@@ -147,6 +150,13 @@ def update_phase(spec: LoopSpec, n_grad: int, learner: Learner) -> Learner:
     return learner._replace(agent=agent, key=key, monitor=monitor)
 
 
+def count_step(spec: LoopSpec, learner: Learner, x: dict[str, jax.Array]) -> Learner:
+    """Count the step's valid transitions and widen the monitor's reward bound with their rewards."""
+    valid = x["valid"] > 0
+    return learner._replace(step=learner.step + valid.sum().astype(jnp.int32),
+                            monitor=observe_rewards(learner.monitor, x["reward"] * spec.cfg.reward_scale, valid))
+
+
 def train_step(spec: LoopSpec, n_grad: int, learner: Learner, packed: jax.Array):
     """Count the step and widen the reward bound, run `n_grad` gradient steps, pick the next action.
 
@@ -155,11 +165,21 @@ def train_step(spec: LoopSpec, n_grad: int, learner: Learner, packed: jax.Array)
     copies the whole donated buffer on every call (BENCHMARKS.md, 'Where the time goes').
     """
     x = spec.columns.unpack(packed)
-    valid = x["valid"] > 0
-    learner = learner._replace(step=learner.step + valid.sum().astype(jnp.int32),
-                               monitor=observe_rewards(learner.monitor, x["reward"] * spec.cfg.reward_scale, valid))
+    learner = count_step(spec, learner, x)
     if n_grad > 0:
         learner = update_phase(spec, n_grad, learner)
+    learner, action = explore(spec, learner, x["act_obs"], x["episode_start"], x["random"])
+    return learner, action, learner.monitor.nonfinite_step
+
+
+def store_and_act(spec: LoopSpec, learner: Learner, packed: jax.Array):
+    """`act_before_update`'s first call: store the step, count it, pick the next action, all before the
+    step's gradient update (`update_phase`, the second call), so the host can step the envs while the
+    update runs. No batch is gathered here, so the buffer write and the rest share one program without
+    a copy of the buffer. Returns (learner, action, first non-finite step so far)."""
+    x = spec.columns.unpack(packed)
+    buffer, window = store_step(spec, learner.buffer, learner.window, packed)
+    learner = count_step(spec, learner._replace(buffer=buffer, window=window), x)
     learner, action = explore(spec, learner, x["act_obs"], x["episode_start"], x["random"])
     return learner, action, learner.monitor.nonfinite_step
 
@@ -220,6 +240,7 @@ def compiled(spec: LoopSpec):
         "store": jax.jit(functools.partial(store_step, spec), donate_argnums=(0, 1)),
         "train": functools.lru_cache(maxsize=8)(
             lambda n: jax.jit(functools.partial(train_step, spec, n), donate_argnums=0)),
+        "store_and_act": jax.jit(functools.partial(store_and_act, spec), donate_argnums=0),
         "update_phase": functools.lru_cache(maxsize=8)(
             lambda n: jax.jit(functools.partial(update_phase, spec, n), donate_argnums=0)),
         "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
