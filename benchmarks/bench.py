@@ -42,6 +42,11 @@ from /proc/stat minus the benchmark's own); runs above 0.25 cores are flagged in
 other load can distort the numbers badly (PyTorch's spinning worker threads, for one, can make
 SB3 tens of times slower on an oversubscribed 2-core machine).
 
+The host gap: ``--libs polyak,polyak-overlap,...`` adds polyak with ``act_before_update=True`` (each
+action chosen before the step's gradient update, which then runs while the env steps), with the ratios
+polyak overlap / peer and polyak overlap / polyak. ``--env HalfCheetah-v5`` (any Gymnasium id) runs
+every library on another env with the same hyperparameters.
+
 Comparing with an earlier polyak
 --------------------------------
 ``--baseline-tree PATH`` (a source checkout of an earlier polyak, e.g. a ``git worktree``) adds the
@@ -63,6 +68,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -83,11 +89,15 @@ OFF_POLICY = ("sac", "td3")
 ON_POLICY = ("ppo", "a2c")
 ALGOS = OFF_POLICY + ON_POLICY
 DEFAULT_ALGOS = OFF_POLICY
-LIBS = ("polyak", "sb3", "sbx")
+LIBS = ("polyak", "polyak-overlap", "sb3", "sbx")
+DEFAULT_LIBS = ("polyak", "sb3", "sbx")
+OURS = ("polyak", "polyak-overlap")  # the libraries ratios are taken of
 BASELINE = "polyak@base"  # the library name of --baseline-tree's polyak (measured by that tree's own worker)
-LIB_LABELS = {"polyak": "polyak", BASELINE: BASELINE, "sb3": "SB3", "sbx": "SBX"}
-LIB_MODULES = {"polyak": "polyak", "sb3": "stable_baselines3", "sbx": "sbx"}
-UNSUPPORTED = {("sbx", "a2c"): "SBX has no A2C"}  # (library, algorithm) pairs that are not run
+LIB_LABELS = {"polyak": "polyak", "polyak-overlap": "polyak overlap", BASELINE: BASELINE, "sb3": "SB3", "sbx": "SBX"}
+LIB_MODULES = {"polyak": "polyak", "polyak-overlap": "polyak", "sb3": "stable_baselines3", "sbx": "sbx"}
+UNSUPPORTED = {("sbx", "a2c"): "SBX has no A2C",  # (library, algorithm) pairs that are not run
+               ("polyak-overlap", "ppo"): "act_before_update is an off-policy option",
+               ("polyak-overlap", "a2c"): "act_before_update is an off-policy option"}
 VERSION_PACKAGES = ("polyak", "stable-baselines3", "sbx-rl", "jax", "jaxlib", "flax", "optax", "torch",
                     "gymnasium", "numpy")
 MATMUL_SIZES = (256, 1024)
@@ -115,6 +125,7 @@ class BenchConfig:
     target_policy_noise: float = 0.2  # TD3
     target_noise_clip: float = 0.5  # TD3
     exploration_sigma: float = 0.1  # TD3: Gaussian exploration noise in the [-1, 1] action space
+    env_id: str = ENV_ID  # the Gymnasium env every library trains on (--env)
 
     def describe(self) -> str:
         return describe(self)
@@ -199,30 +210,38 @@ def _common_kwargs(cfg: BenchConfig, seed: int) -> dict[str, Any]:
                 train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, verbose=0)
 
 
-def build_polyak(algo: str, cfg: BenchConfig, seed: int) -> Any:
+def _env(cfg: BenchConfig | None) -> str:
+    return ENV_ID if cfg is None else cfg.env_id
+
+
+def build_polyak(algo: str, cfg: BenchConfig, seed: int, act_before_update: bool = False) -> Any:
+    """polyak's model; `act_before_update` (library 'polyak-overlap'): actions chosen before each update,
+    so the env steps while the update runs (the acting policy one update behind SB3's order)."""
     import polyak
 
+    env_id = _env(cfg)  # Pendulum-v1 unless --env
     if algo in ON_POLICY:  # no observation normaliser (SB3 and SBX have none); A2C: RMSprop as SB3
         kwargs, net = _on_policy_kwargs(algo, seed)
-        return polyak.ALGORITHMS[algo]("MlpPolicy", ENV_ID, normalize_obs=False,
+        return polyak.ALGORITHMS[algo]("MlpPolicy", env_id, normalize_obs=False,
                                        optimizer="rmsprop" if algo == "a2c" else "adam",
                                        policy_kwargs=dict(net, activation_fn="tanh"), **kwargs)
     kwargs = _common_kwargs(cfg, seed)
     kwargs["policy_kwargs"] = dict(net_arch=list(cfg.net_arch), n_critics=cfg.n_critics)
+    kwargs["act_before_update"] = act_before_update
     if algo == "sac":
-        return polyak.SAC("MlpPolicy", ENV_ID, ent_coef=cfg.ent_coef, target_update_interval=1, **kwargs)
-    return polyak.TD3("MlpPolicy", ENV_ID, policy_delay=cfg.policy_delay,
+        return polyak.SAC("MlpPolicy", env_id, ent_coef=cfg.ent_coef, target_update_interval=1, **kwargs)
+    return polyak.TD3("MlpPolicy", env_id, policy_delay=cfg.policy_delay,
                       target_policy_noise=cfg.target_policy_noise, target_noise_clip=cfg.target_noise_clip,
                       action_noise=polyak.NormalActionNoise(0.0, cfg.exploration_sigma), **kwargs)
 
 
-def _sb3_normal_noise(sigma: float) -> Any:
+def _sb3_normal_noise(sigma: float, env_id: str) -> Any:
     """SB3's NormalActionNoise(zeros(n), sigma * ones(n)) for the env's n action dimensions."""
     import gymnasium
     import numpy as np
     from stable_baselines3.common.noise import NormalActionNoise
 
-    env = gymnasium.make(ENV_ID)
+    env = gymnasium.make(env_id)
     n = int(np.prod(env.action_space.shape or (1,)))
     env.close()
     return NormalActionNoise(np.zeros(n), sigma * np.ones(n))
@@ -231,46 +250,51 @@ def _sb3_normal_noise(sigma: float) -> Any:
 def build_sb3(algo: str, cfg: BenchConfig, seed: int) -> Any:
     import stable_baselines3
 
+    env_id = _env(cfg)
+
     if algo in ON_POLICY:
         import torch
 
         kwargs, net = _on_policy_kwargs(algo, seed)
         if algo == "a2c":
             kwargs.update(use_rms_prop=True, rms_prop_eps=1e-5)
-        return getattr(stable_baselines3, algo.upper())("MlpPolicy", ENV_ID, device="cpu",
+        return getattr(stable_baselines3, algo.upper())("MlpPolicy", env_id, device="cpu",
                                                         policy_kwargs=dict(net, activation_fn=torch.nn.Tanh), **kwargs)
     kwargs = _common_kwargs(cfg, seed)
     kwargs["policy_kwargs"] = dict(net_arch=list(cfg.net_arch), n_critics=cfg.n_critics)
     if algo == "sac":
-        return stable_baselines3.SAC("MlpPolicy", ENV_ID, ent_coef=cfg.ent_coef, target_update_interval=1,
+        return stable_baselines3.SAC("MlpPolicy", env_id, ent_coef=cfg.ent_coef, target_update_interval=1,
                                      device="cpu", **kwargs)
-    return stable_baselines3.TD3("MlpPolicy", ENV_ID, policy_delay=cfg.policy_delay,
+    return stable_baselines3.TD3("MlpPolicy", env_id, policy_delay=cfg.policy_delay,
                                  target_policy_noise=cfg.target_policy_noise, target_noise_clip=cfg.target_noise_clip,
-                                 action_noise=_sb3_normal_noise(cfg.exploration_sigma), device="cpu", **kwargs)
+                                 action_noise=_sb3_normal_noise(cfg.exploration_sigma, cfg.env_id), device="cpu", **kwargs)
 
 
 def build_sbx(algo: str, cfg: BenchConfig, seed: int) -> Any:
     import sbx
 
+    env_id = _env(cfg)
+
     if algo in ON_POLICY:  # PPO only (UNSUPPORTED); SBX's ortho_init covers the policy's output layer only
         import flax.linen
 
         kwargs, net = _on_policy_kwargs(algo, seed)
-        return sbx.PPO("MlpPolicy", ENV_ID, policy_kwargs=dict(net, activation_fn=flax.linen.tanh), **kwargs)
+        return sbx.PPO("MlpPolicy", env_id, policy_kwargs=dict(net, activation_fn=flax.linen.tanh), **kwargs)
     # SBX takes a separate critic learning rate (default: learning_rate) and, for SAC, a
     # policy_delay (default 1); both are set explicitly so that a change of default cannot skew the run.
     kwargs = _common_kwargs(cfg, seed)
     kwargs["policy_kwargs"] = dict(net_arch=list(cfg.net_arch), n_critics=cfg.n_critics)
     kwargs["qf_learning_rate"] = cfg.learning_rate
     if algo == "sac":
-        return sbx.SAC("MlpPolicy", ENV_ID, ent_coef=cfg.ent_coef, policy_delay=1, **kwargs)
-    return sbx.TD3("MlpPolicy", ENV_ID, policy_delay=cfg.policy_delay,
+        return sbx.SAC("MlpPolicy", env_id, ent_coef=cfg.ent_coef, policy_delay=1, **kwargs)
+    return sbx.TD3("MlpPolicy", env_id, policy_delay=cfg.policy_delay,
                    target_policy_noise=cfg.target_policy_noise, target_noise_clip=cfg.target_noise_clip,
-                   action_noise=_sb3_normal_noise(cfg.exploration_sigma), **kwargs)
+                   action_noise=_sb3_normal_noise(cfg.exploration_sigma, cfg.env_id), **kwargs)
 
 
-BUILDERS: dict[str, Callable[[str, BenchConfig, int], Any]] = {"polyak": build_polyak, "sb3": build_sb3,
-                                                               "sbx": build_sbx}
+BUILDERS: dict[str, Callable[[str, BenchConfig, int], Any]] = {
+    "polyak": build_polyak, "polyak-overlap": functools.partial(build_polyak, act_before_update=True),
+    "sb3": build_sb3, "sbx": build_sbx}
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +316,7 @@ class HalfwayMark:
 
 def _learn_callback(lib: str, mark: HalfwayMark) -> Any:
     """A per-step callback in the library's own form that feeds `mark`."""
-    if lib == "polyak":
+    if lib in OURS:
         return lambda model: mark.observe(model.num_timesteps)  # called after every env step
 
     from stable_baselines3.common.callbacks import BaseCallback
@@ -325,7 +349,7 @@ def run_training(lib: str, algo: str, steps: int, seed: int, cfg: BenchConfig) -
            "construct_s": construct_s, "learn_s": learn_s, "steps_per_s": done / learn_s,
            "halfway_step": mark.step, "halfway_s": None if mark.time is None else mark.time - t0,
            "steady_steps_per_s": steady}
-    if lib == "polyak":
+    if lib in OURS:
         out["polyak_file"] = sys.modules["polyak"].__file__  # which polyak ran (see --baseline-tree)
     return out
 
@@ -400,7 +424,7 @@ def measure_flops(cfg: BenchConfig, seed: int) -> dict[str, Any]:
 
     def one_update() -> Any:
         nonlocal state
-        state, _ = update(state, batch, key)
+        state = update(state, batch, key)[0]  # (state, metrics, info)
         return state
 
     updates_per_s = _best_rate(one_update, jax.block_until_ready)
@@ -408,7 +432,43 @@ def measure_flops(cfg: BenchConfig, seed: int) -> dict[str, Any]:
     return {"status": "ok", "jax_backend": jax.default_backend(), "matmul_gflops": matmul_gflops,
             "sac_update_flops": flops, "sac_update_bytes_accessed": float(cost.get("bytes accessed", float("nan"))),
             "sac_updates_per_s": updates_per_s, "sac_update_gflops": gflops,
-            "sac_update_fraction_of_matmul256": gflops / matmul_gflops["256"]}
+            "sac_update_fraction_of_matmul256": gflops / matmul_gflops["256"], **measure_sbx_update(cfg, seed)}
+
+
+def measure_sbx_update(cfg: BenchConfig, seed: int) -> dict[str, Any]:
+    """SBX's SAC gradient step alone (its jitted `_train` with one gradient step on a fixed batch), updates/s
+    and XLA's FLOP count: the rate SBX's end-to-end steps/s is bounded by. Empty when SBX is missing."""
+    if importlib.util.find_spec("sbx") is None:
+        return {}
+    import jax
+    import numpy as np
+
+    model = build_sbx("sac", cfg, seed)
+    model._setup_learn(cfg.batch_size)  # noqa: SLF001  (the replay buffer and logger, as learn() makes them)
+    rng = np.random.default_rng(seed)
+    obs_dim, act_dim = model.observation_space.shape[0], model.action_space.shape[0]
+    from sbx.common.type_aliases import ReplayBufferSamplesNp
+
+    bs = cfg.batch_size
+    batch = ReplayBufferSamplesNp(rng.standard_normal((bs, obs_dim)).astype(np.float32),
+                                  rng.uniform(-1, 1, (bs, act_dim)).astype(np.float32),
+                                  rng.standard_normal((bs, obs_dim)).astype(np.float32),
+                                  np.zeros(bs, np.float32), rng.standard_normal(bs).astype(np.float32),
+                                  np.full(bs, cfg.gamma, np.float32))
+    policy = model.policy
+    state = {"qf": policy.qf_state, "actor": policy.actor_state, "ent": model.ent_coef_state, "key": model.key}
+    args = lambda: (model.tau, model.target_entropy, 1, batch, model.policy_delay, 0,  # noqa: E731
+                    state["qf"], state["actor"], state["ent"], state["key"])
+    train = model._train  # noqa: SLF001  (a classmethod over a jitted function)
+    jitted = getattr(train, "__func__", train)
+    flops = _xla_cost(jitted.lower(type(model), *args()).compile()).get("flops", float("nan"))
+
+    def one_update() -> Any:
+        state["qf"], state["actor"], state["ent"], state["key"], _ = train(*args())
+        return state["qf"]
+
+    rate = _best_rate(one_update, jax.block_until_ready)
+    return {"sbx_sac_updates_per_s": rate, "sbx_sac_update_flops": flops}
 
 
 def _worker(task: str, steps: int, seed: int, cfg: BenchConfig) -> int:
@@ -536,6 +596,8 @@ def worker_command(task: str, steps: int, seed: int, cfg: BenchConfig,
                    baseline_tree: str | os.PathLike[str] | None = None) -> WorkerCommand:
     """The worker command of `task` ('flops' or 'LIB:ALGO'); tasks of polyak@base run from `baseline_tree`."""
     worker_args = ["--steps", str(steps), "--seed", str(seed), "--buffer-size", str(cfg.buffer_size)]
+    if cfg.env_id != ENV_ID:
+        worker_args += ["--env", cfg.env_id]
     if task.split(":")[0] == BASELINE:
         if baseline_tree is None:
             raise ValueError(f"task {task!r} needs a baseline tree")
@@ -670,18 +732,24 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def ratio_pairs(libs: Sequence[str]) -> list[tuple[str, str]]:
+    """(numerator, denominator) libraries of the ratio columns: each of polyak's variants over each peer,
+    then polyak overlap over polyak."""
+    ours = [lib for lib in OURS if lib in libs]
+    pairs = [(a, b) for a in ours for b in libs if b not in OURS]
+    return pairs + ([("polyak-overlap", "polyak")] if len(ours) == 2 else [])
+
+
 def speed_table(summary: dict[str, Any], algos: Sequence[str], libs: Sequence[str], markdown: bool) -> str:
-    others = [lib for lib in libs if lib != "polyak"]
+    pairs = ratio_pairs(libs)
     header = ["algo", "measure", *(LIB_LABELS[lib] + " steps/s" for lib in libs)]
-    if "polyak" in libs:
-        header += [f"polyak/{LIB_LABELS[lib]}" for lib in others]
+    header += [f"{LIB_LABELS[a]}/{LIB_LABELS[b]}" for a, b in pairs]
     rows = []
     for algo in algos:
         for key, label in (("steps_per_s", "whole run"), ("steady_steps_per_s", "steady (2nd half)")):
             values = {lib: summary[algo].get(lib, {}).get(key) for lib in libs}
             row = [algo.upper(), label, *(_fmt_spread(summary[algo].get(lib), key) for lib in libs)]
-            if "polyak" in libs:
-                row += [_ratio(values["polyak"], values[lib]) for lib in others]
+            row += [_ratio(values[a], values[b]) for a, b in pairs]
             rows.append(row)
     return render_table(header, rows, markdown, right=[False, False] + [True] * (len(header) - 2))
 
@@ -689,14 +757,15 @@ def speed_table(summary: dict[str, Any], algos: Sequence[str], libs: Sequence[st
 def repeat_ratio_table(runs: list[dict[str, Any]], algos: Sequence[str], libs: Sequence[str],
                        markdown: bool) -> str | None:
     """polyak's whole-run steps/s over each peer's, repeat by repeat (runs of a repeat are back to back)."""
-    cols = [(algo, lib) for algo in algos for lib in libs if lib != "polyak" and (lib, algo) not in UNSUPPORTED]
-    if "polyak" not in libs or not cols:
+    cols = [(algo, a, b) for algo in algos for a, b in ratio_pairs(libs)
+            if (a, algo) not in UNSUPPORTED and (b, algo) not in UNSUPPORTED]
+    if not cols:
         return None
     rate = {(r["repeat"], r["algo"], r["lib"]): r["steps_per_s"] for r in runs if r["status"] == "ok"}
     repeats = sorted({r["repeat"] for r in runs})
-    rows = [[str(rep + 1), *(_ratio(rate.get((rep, algo, "polyak")), rate.get((rep, algo, lib))) for algo, lib in cols)]
+    rows = [[str(rep + 1), *(_ratio(rate.get((rep, algo, a)), rate.get((rep, algo, b))) for algo, a, b in cols)]
             for rep in repeats]
-    header = ["repeat", *(f"{algo.upper()} polyak/{LIB_LABELS[lib]}" for algo, lib in cols)]
+    header = ["repeat", *(f"{algo.upper()} {LIB_LABELS[a]}/{LIB_LABELS[b]}" for algo, a, b in cols)]
     return render_table(header, rows, markdown, right=[False] + [True] * len(cols))
 
 
@@ -710,16 +779,24 @@ def flops_section(flops: dict[str, Any], summary: dict[str, Any], markdown: bool
     rows.append([f"polyak SAC update alone: {flops['sac_updates_per_s']:,.0f} updates/s",
                  f"{flops['sac_update_gflops']:.1f} GFLOP/s",
                  f"{100 * flops['sac_update_fraction_of_matmul256']:.1f}%"])
+    if "sbx_sac_updates_per_s" in flops:
+        sbx_gflops = flops["sbx_sac_updates_per_s"] * flops["sbx_sac_update_flops"] / 1e9
+        rows.append(["SBX SAC gradient step (XLA cost analysis)", f"{flops['sbx_sac_update_flops'] / 1e6:.1f} MFLOP", "—"])
+        rows.append([f"SBX SAC update alone: {flops['sbx_sac_updates_per_s']:,.0f} updates/s",
+                     f"{sbx_gflops:.1f} GFLOP/s", f"{100 * sbx_gflops / mm256:.1f}%"])
     derived: dict[str, Any] = {}
-    sac = summary.get("sac", {}).get("polyak")
-    if sac is not None:
+    for lib in OURS:
+        sac = summary.get("sac", {}).get(lib)
+        if sac is None:
+            continue
         for key, label in (("steps_per_s", "whole run"), ("steady_steps_per_s", "steady")):
             rate = sac.get(key)
             if rate is None:
                 continue
             gflops = rate * per_step / 1e9
-            derived[key] = {"gflops": gflops, "fraction_of_matmul256": gflops / mm256}
-            rows.append([f"polyak SAC end to end, {label}: {rate:,.0f} steps/s x 1 gradient step",
+            derived[key if lib == "polyak" else f"{lib}:{key}"] = {"gflops": gflops,
+                                                                   "fraction_of_matmul256": gflops / mm256}
+            rows.append([f"{LIB_LABELS[lib]} SAC end to end, {label}: {rate:,.0f} steps/s x 1 gradient step",
                          f"{gflops:.1f} GFLOP/s", f"{100 * gflops / mm256:.1f}%"])
     table = render_table(["quantity", "value", "of 256-matmul rate"], rows, markdown, right=[False, True, True])
     return table, derived
@@ -745,6 +822,10 @@ def notes(cfg: BenchConfig, steps: int, repeats: int, algos: Sequence[str], libs
     if off:
         out.append(f"{'/'.join(a.upper() for a in off)} hyperparameters, identical in all libraries: "
                    f"{cfg.describe()}.")
+        if "polyak-overlap" in libs:
+            out.append("polyak overlap = polyak with act_before_update=True: each action is chosen before the "
+                       "step's gradient update, which then runs while the env steps (the acting policy is one "
+                       "update behind SB3's order; otherwise identical).")
         if "polyak" in libs:
             out.append("polyak normalises observations by default (normalize_obs=True, a running mean/std on the "
                        f"device); the {'/'.join(a.upper() for a in off)} runs keep that default. SB3 and SBX train "
@@ -815,14 +896,17 @@ def _positive_int(text: str) -> int:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench",
-        description=f"Training speed (environment steps/s) of SAC, TD3, PPO and A2C on {ENV_ID} (one env) in "
-                    "polyak, Stable-Baselines3 and SBX, with identical hyperparameters, each run in a fresh "
+        description=f"Training speed (environment steps/s) of SAC, TD3, PPO and A2C on {ENV_ID} (or --env; one "
+                    "env) in polyak, Stable-Baselines3 and SBX, with identical hyperparameters, each run in a fresh "
                     "subprocess.")
     parser.add_argument("--steps", type=_positive_int, default=6000, help="environment steps per run (default: 6000)")
     parser.add_argument("--algos", type=_csv_choice(ALGOS), default=list(DEFAULT_ALGOS),
                         help=f"comma-separated algorithms from {','.join(ALGOS)} (default: {','.join(DEFAULT_ALGOS)})")
-    parser.add_argument("--libs", type=_csv_choice(LIBS), default=list(LIBS),
-                        help="comma-separated libraries (default: polyak,sb3,sbx)")
+    parser.add_argument("--libs", type=_csv_choice(LIBS), default=list(DEFAULT_LIBS),
+                        help=f"comma-separated libraries from {','.join(LIBS)} (default: {','.join(DEFAULT_LIBS)}); "
+                             "polyak-overlap is polyak with act_before_update=True (off-policy only)")
+    parser.add_argument("--env", default=ENV_ID,
+                        help=f"Gymnasium env id for every run, e.g. HalfCheetah-v5 (default: {ENV_ID})")
     parser.add_argument("--repeats", type=_positive_int, default=1,
                         help="runs per (library, algorithm); tables show the median (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of every run (default: 0)")
@@ -888,7 +972,7 @@ def problems(runs: list[dict[str, Any]], flops: dict[str, Any] | None, unavailab
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(None if argv is None else list(argv))
-    cfg = BenchConfig(buffer_size=args.buffer_size)
+    cfg = BenchConfig(buffer_size=args.buffer_size, env_id=args.env)
     if cfg.buffer_size < cfg.batch_size:
         raise SystemExit(f"--buffer-size must be >= batch_size ({cfg.batch_size})")
     if args.worker is not None:
@@ -918,7 +1002,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(runs, algos, libs)
 
     bullet = "- " if md else ""
-    print(f"{'## ' if md else ''}polyak speed benchmark: {', '.join(a.upper() for a in algos)} on {ENV_ID} (one env), "
+    print(f"{'## ' if md else ''}polyak speed benchmark: {', '.join(a.upper() for a in algos)} on {cfg.env_id} (one env), "
           f"{args.steps} steps per run, seed {args.seed}, median of {args.repeats} repeat(s)\n")
     print(f"{bullet}command: `python -m benchmarks.bench {shlex.join(sys.argv[1:] if argv is None else list(argv))}`")
     print(f"{bullet}date: {started.isoformat(timespec='seconds')}")
@@ -957,7 +1041,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- {line}")
 
     if args.out is not None:
-        record = {"benchmark": "benchmarks.bench", "date": started.isoformat(timespec="seconds"), "env": ENV_ID,
+        record = {"benchmark": "benchmarks.bench", "date": started.isoformat(timespec="seconds"), "env": cfg.env_id,
                   "steps": args.steps, "seed": args.seed, "repeats": args.repeats, "algos": algos, "libs": libs,
                   "hyperparameters": dataclasses.asdict(cfg),
                   "on_policy_hyperparameters": {a: dataclasses.asdict(ON_POLICY_CONFIGS[a]) for a in algos

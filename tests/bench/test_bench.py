@@ -111,3 +111,20 @@ def test_baseline_ratio_columns():
     table = speed_table(summary, ["sac"], ["polyak", BASELINE], markdown=True)
     assert f"| polyak/{BASELINE} |" in table and "| 1.50x |" in table
     assert "SAC polyak/polyak@base" in repeat_ratio_table(runs, ["sac"], ["polyak", BASELINE], markdown=True)
+
+
+def test_ratio_columns_cover_both_polyak_variants():
+    from benchmarks.bench import ratio_pairs
+
+    assert ratio_pairs(["polyak", "sb3", "sbx"]) == [("polyak", "sb3"), ("polyak", "sbx")]
+    assert ratio_pairs(["polyak", "polyak-overlap", "sbx"]) == [
+        ("polyak", "sbx"), ("polyak-overlap", "sbx"), ("polyak-overlap", "polyak")]
+    assert ratio_pairs(["sbx"]) == []
+
+
+def test_bench_runs_the_overlap_variant(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(["--libs", "polyak-overlap", "--algos", "td3", "--steps", "1050", "--no-flops", "--out", str(out)])
+    run, = json.loads(out.read_text())["runs"]
+    assert run["lib"] == "polyak-overlap" and run["status"] == "ok" and run["steps"] == 1050
+    assert "act_before_update=True" in capsys.readouterr().out
