@@ -376,16 +376,16 @@ def run_polyak_host(cfg: BenchConfigType, steps: int, seed: int, episodes: int) 
 def run_polyak_jitted(cfg: BenchConfigType, steps: int, seeds: list[int], episodes: int,
                       chunk: int) -> dict[str, Any]:
     """polyak's fully jitted loop on polyak/Pendulum-v1, all seeds vmapped, as train_seeds runs it."""
-    import gymnasium as gym
     import jax
     import jax.numpy as jnp
 
     import polyak
     from polyak.algos.offpolicy.jitted import JittedLoop
     from polyak.algos.onpolicy.jitted import OnPolicyJittedLoop
+    from polyak.envs.gym_compat import make_vector
 
     n_envs = getattr(cfg, "n_envs", 1)
-    vector_env = gym.make_vec(POLYAK_JAX_ENV, num_envs=n_envs, vectorization_mode="vector_entry_point")
+    vector_env = make_vector(POLYAK_JAX_ENV, n_envs)
     jax_env, params = vector_env.env, vector_env.params
     models = [polyak.ALGORITHMS[cfg.algo]("MlpPolicy", vector_env, **polyak_kwargs(cfg, seed))
               for seed in seeds]  # as train_seeds

@@ -1,5 +1,6 @@
 """The command line: a short real training run writes a complete run folder; eval reads it back."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -7,7 +8,8 @@ import sys
 import pytest
 
 from polyak.cli import main
-from polyak.runs.run import parse_overrides
+from polyak.runs.run import build_model, parse_overrides, training_settings
+from polyak.runs.zoo import tuned_hyperparameters
 
 
 @pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
@@ -68,6 +70,26 @@ def test_parse_overrides():
         "a": 1, "b": 0.5, "c": "auto", "d": [1, 2], "e": True}
     with pytest.raises(SystemExit):
         parse_overrides(["novalue"])
+    # a JSON string is that string (as shells and sweep files quote it); broken JSON still names the flag
+    assert parse_overrides(['activation="tanh"', 'noise = "ou:0.2"']) == {"activation": "tanh", "noise": "ou:0.2"}
+    for bad in ('activation="tanh', "net_arch=[64,64", "learning_rate=3e-4x", "a="):
+        with pytest.raises(SystemExit, match=r"--set .* is not valid JSON"):
+            parse_overrides([bad])
+
+
+def test_a_users_net_arch_sizes_the_networks_a_tuned_entry_names():
+    """CrossQ's Pendulum entry sets critic_hidden, which the config would take before a user's net_arch."""
+    assert tuned_hyperparameters("crossq", "Pendulum-v1")["critic_hidden"] == [256, 256]
+
+    def config(*overrides):
+        hp, _, _ = training_settings(argparse.Namespace(algo="crossq", env="Pendulum-v1", no_tuned=False,
+                                                        set=list(overrides), n_envs=None, env_kwarg=[]))
+        return build_model("crossq", "Pendulum-v1", 0, hp).config
+
+    assert config().critic_hidden == (256, 256)
+    assert config("net_arch=[64,64]").actor_hidden == config("net_arch=[64,64]").critic_hidden == (64, 64)
+    cfg = config("net_arch=[64,64]", "critic_hidden=[32]")  # the user's own field is still the more specific
+    assert (cfg.actor_hidden, cfg.critic_hidden) == ((64, 64), (32,))
 
 
 @pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)

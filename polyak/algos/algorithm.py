@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -107,8 +109,8 @@ class Algorithm:
     def __init__(self, policy: str = "MlpPolicy", env: Any = None, *, policy_kwargs: dict | None = None,
                  seed: int | None = None, verbose: int = 0, tensorboard_log: str | None = None,
                  device: str = "auto", **hyperparameters: Any):
-        if policy != "MlpPolicy":
-            raise HyperparameterError(f"policy must be 'MlpPolicy' (got {policy!r}); network sizes go in "
+        if policy != self.default_policy:  # a family with another kind of policy checks its name first
+            raise HyperparameterError(f"policy must be {self.default_policy!r} (got {policy!r}); network sizes go in "
                                       "policy_kwargs=dict(net_arch=[...])")
         if device not in ("auto", "cpu"):
             raise HyperparameterError(f"device must be 'auto' or 'cpu' (JAX picks its default device), got {device!r}")
@@ -213,11 +215,12 @@ class Algorithm:
 
     # -- the host side of a run: episodes, checks --------------------------------------------
     def _start_learn(self, total_timesteps: int, reset_num_timesteps: bool, logger: RunLogger | None,
-                     run_dir: str | Path | None, progress_bar: bool) -> tuple[RunLogger, bool]:
+                     run_dir: str | Path | None, progress_bar: bool,
+                     needs_env: bool = True) -> tuple[RunLogger, bool]:
         """learn()'s argument checks; returns (logger, whether learn() owns it and must close it)."""
         if total_timesteps < 0:
             raise HyperparameterError(f"total_timesteps must be >= 0, got {total_timesteps}")
-        if self.env is None:
+        if needs_env and self.env is None:
             raise ValueError("this model has no env: pass env= to load() or call set_env(env) before learn()")
         if reset_num_timesteps and self.num_timesteps:
             raise ValueError("reset_num_timesteps=True would restart counters of a trained model; create a new model")
@@ -225,6 +228,24 @@ class Algorithm:
             return logger, False
         return RunLogger(run_dir if run_dir is not None else self.tensorboard_log, verbose=self.verbose,
                          progress_bar=progress_bar), True
+
+    @contextmanager
+    def _learning(self, total_timesteps: int, reset_num_timesteps: bool, logger: RunLogger | None,
+                  run_dir: str | Path | None, progress_bar: bool, needs_env: bool = True) -> Iterator[RunLogger]:
+        """The frame of a `learn`: its argument checks (`_start_learn`), then the logger it writes to, which
+        is closed after the block (also on errors) when it was made here rather than given. The caller
+        starts the logger's clock (`logger.start`) where its steps begin."""
+        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar,
+                                               needs_env)
+        try:
+            yield logger
+        finally:
+            if own_logger:
+                logger.close()
+
+    def _callback_stops(self, callback: Callback | None) -> bool:
+        """Run `callback(model)` (if any); True when it returned False: stop training."""
+        return callback is not None and callback(self) is False
 
     def _init_host_state(self) -> None:
         """What the host keeps besides the learner, fresh (a new or a loaded model)."""
@@ -351,17 +372,22 @@ class Algorithm:
 
         Returns (action, None) like Stable-Baselines3. The normaliser is frozen here.
         """
-        obs = np.asarray(observation, np.float32)
-        single = obs.ndim == 1
-        if obs.shape[-1:] != (self.agent.obs_dim,) or obs.ndim > 2:
-            raise ValueError(f"observation shape {obs.shape} does not match the model's ({self.agent.obs_dim},) "
-                             f"or (n, {self.agent.obs_dim})")
-        self._check_finite(obs, "observation passed to predict()")
+        obs, single = self._predict_observations(observation)
         self._predict_key, key = jax.random.split(self._predict_key)
         action = np.asarray(self._fns["predict"](self.learner.agent, self.learner.obs_rms,
                                                  obs[None] if single else obs, key, deterministic))
         env_action = self.scaler.to_env(action)
         return (env_action[0] if single else env_action), None
+
+    def _predict_observations(self, observation) -> tuple[np.ndarray, bool]:
+        """`predict`'s observation as float32 with its shape and finiteness checked: (obs, whether it was one
+        observation (obs_dim,) rather than a batch (n, obs_dim))."""
+        obs = np.asarray(observation, np.float32)
+        if obs.shape[-1:] != (self.agent.obs_dim,) or obs.ndim > 2:
+            raise ValueError(f"observation shape {obs.shape} does not match the model's ({self.agent.obs_dim},) "
+                             f"or (n, {self.agent.obs_dim})")
+        self._check_finite(obs, "observation passed to predict()")
+        return obs, obs.ndim == 1
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self, path: str | Path, include_buffer: bool = False) -> Path:

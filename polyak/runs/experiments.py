@@ -37,7 +37,8 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from polyak.core.config import HyperparameterError
 from polyak.runs.report import summarize
 from polyak.runs.run import EVAL_FILE, LOG_FILE, RunFolder, run_folder_name, training_settings
 from polyak.runs.seeds import train_seeds
-from polyak.runs.zoo import tuned_hyperparameters
+from polyak.runs.zoo import tuned_hyperparameters, with_overrides
 
 SWEEP_FILE = "sweep.json"
 RAY_PIN = "ray==2.60.0"
@@ -254,6 +255,27 @@ def import_ray():
     return ray
 
 
+@contextmanager
+def ray_started(workers: int, address: str | None = None) -> Iterator[tuple[Any, str]]:
+    """Ray for the block: the cluster at `address`, or a local instance with `workers` CPUs, shut down after the
+    block. Yields (ray, what was started: "connected to ADDRESS in 1.2 s"); a Ray the caller had initialised
+    already is used and left running, with "" as what was started."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray, ""
+        return
+    t0 = time.perf_counter()
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    where = f"connected to {address}" if address else f"local instance with {workers} CPUs"
+    try:
+        yield ray, f"{where} in {time.perf_counter() - t0:.1f} s"
+    finally:
+        ray.shutdown()
+
+
 def _train_in_process(spec_dict: dict[str, Any]) -> dict[str, Any]:
     """Body of a Ray task: one `polyak train` as a child process of this worker, its output into train.log."""
     r = run_child(RunSpec.from_dict(spec_dict))
@@ -262,18 +284,9 @@ def _train_in_process(spec_dict: dict[str, Any]) -> dict[str, Any]:
 
 def run_ray(specs: Sequence[RunSpec], workers: int, address: str | None = None, echo=print) -> list[RunResult]:
     """Each run a Ray task (num_cpus=1); a local instance with `workers` CPUs unless `address` is given."""
-    ray = import_ray()
-    started = False
-    if not ray.is_initialized():
-        t0 = time.perf_counter()
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        started = True
-        echo(f"ray: {'connected to ' + address if address else f'local instance with {workers} CPUs'} "
-             f"in {time.perf_counter() - t0:.1f} s", flush=True)
-    try:
+    with ray_started(workers, address) as (ray, started):
+        if started:
+            echo(f"ray: {started}", flush=True)
         task = ray.remote(num_cpus=1, max_calls=1, max_retries=0)(_train_in_process)
         pending = {task.remote(spec.to_dict()): i for i, spec in enumerate(specs)}
         results: list[RunResult | None] = [None] * len(specs)
@@ -293,9 +306,6 @@ def run_ray(specs: Sequence[RunSpec], workers: int, address: str | None = None, 
                 done += 1
                 echo(_progress_line(r, done, len(specs)), flush=True)
         return [r for r in results if r is not None]
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def execute(specs: Sequence[RunSpec], backend: str = "local", workers: int | None = None,
@@ -631,9 +641,8 @@ def _check_hyperparameters(sweep: Sweep, fail) -> None:
         for env in sweep.envs:
             for values in itertools.product(*(sweep.grid[k] for k in keys)):
                 point = dict(zip(keys, values))
-                hp = tuned_hyperparameters(algo, env) if sweep.tuned else {}
-                hp.update(sweep.fixed)
-                hp.update(point)
+                hp = with_overrides(algo, tuned_hyperparameters(algo, env) if sweep.tuned else {},
+                                    {**sweep.fixed, **point})
                 hp.pop("n_envs", None)
                 noise = hp.pop("action_noise", None)
                 if noise is not None and not (isinstance(noise, str) and re.match(

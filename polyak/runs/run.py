@@ -28,7 +28,7 @@ from polyak.core.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from polyak.envs.gym_compat import make_vector
 from polyak.evaluation import evaluate_policy, evaluate_q_bias
 from polyak.io.logger import EPISODES_FILE, METRICS_FILE, RunLogger, plot_learning_curve
-from polyak.runs.zoo import tuned_hyperparameters
+from polyak.runs.zoo import tuned_hyperparameters, with_overrides
 
 MODEL_FILE = "model.polyak"
 CONFIG_FILE = "config.json"
@@ -37,13 +37,6 @@ LOG_FILE = "train.log"  # a worker process's output (sweeps and --seeds in proce
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes of seed s are reset with seeds 10_000 + s, ...
 CHECKPOINT_BUFFER_LIMIT = 1 << 30  # replay buffers up to 1 GiB travel with every checkpoint (--checkpoint-every)
 DEFAULT_EVAL_STEP_LIMIT = 1000  # for envs without a time limit (a greedy policy can walk into a wall forever)
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, Any]:
@@ -55,11 +48,13 @@ def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, Any]:
         key, value = key.strip(), value.strip()
         if not eq or not key:
             raise SystemExit(f"{flag} expects key=value, got {item!r}")
-        parsed = _parse_value(value)
-        if isinstance(parsed, str) and value[:1] in '[{"-+.0123456789':
-            raise SystemExit(f"{flag} {item}: {value!r} is not valid JSON (a list, number or quoted string), "
-                             "e.g. net_arch=[64,64], learning_rate=3e-4")
-        out[key] = parsed
+        try:
+            out[key] = json.loads(value)  # activation="tanh" is the string tanh, as activation=tanh is
+        except json.JSONDecodeError:
+            if value[:1] in '[{"-+.0123456789':
+                raise SystemExit(f"{flag} {item}: {value!r} is not valid JSON (a list, number or quoted string), "
+                                 "e.g. net_arch=[64,64], learning_rate=3e-4") from None
+            out[key] = value
     return out
 
 
@@ -92,8 +87,8 @@ def make_training_env(env_id: str, n_envs: int = 1, env_kwargs: dict[str, Any] |
 def training_settings(args: argparse.Namespace) -> tuple[dict[str, Any], int, dict[str, Any]]:
     """(hyperparameters, n_envs, env_kwargs) of a `polyak train` command: the tuned values recorded in
     polyak/runs/zoo.py (unless --no-tuned), then --set, --n-envs and --env-kwarg on top."""
-    hp = {} if args.no_tuned else tuned_hyperparameters(args.algo, args.env)
-    hp.update(parse_overrides(args.set))
+    hp = with_overrides(args.algo, {} if args.no_tuned else tuned_hyperparameters(args.algo, args.env),
+                        parse_overrides(args.set))
     n_envs = int(args.n_envs or hp.pop("n_envs", 1))
     hp.pop("n_envs", None)
     env_kwargs = hp.pop("env_kwargs", {})

@@ -41,7 +41,7 @@ from polyak._version import __version__
 from polyak.algos import registry
 from polyak.algos.algorithm import NonFiniteError
 from polyak.evaluation import evaluate_policy
-from polyak.runs.experiments import ExperimentError, import_ray
+from polyak.runs.experiments import ExperimentError, import_ray, ray_started
 from polyak.runs.run import (EVAL_SEED_OFFSET, RunFolder, build_model, env_safe, evaluation_env_kwargs,
                              make_training_env, parse_overrides, training_settings)
 
@@ -481,17 +481,9 @@ def _ray_worker(settings: dict[str, Any], n_trials: int, worker: int, n_done: in
 def run_ray(settings: TuneSettings, n_trials: int, workers: int, n_done: int, address: str | None, pruner,
             echo=print) -> list[str]:
     """Share `n_trials` among `workers` Ray tasks (num_cpus=1 each); the errors of failed tasks."""
-    ray = import_ray()
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        started = True
-        echo(f"ray: {'connected to ' + address if address else f'local instance with {workers} CPUs'}; "
-             f"{n_trials} trial(s) shared by {min(workers, n_trials)} worker(s)", flush=True)
-    try:
+    with ray_started(workers, address) as (ray, started):
+        if started:
+            echo(f"ray: {started}; {n_trials} trial(s) shared by {min(workers, n_trials)} worker(s)", flush=True)
         task = ray.remote(num_cpus=1, max_calls=1, max_retries=0)(_ray_worker)
         shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
         refs = [task.remote(settings.to_dict(), n, i, n_done, pruner) for i, n in enumerate(shares) if n]
@@ -503,9 +495,6 @@ def run_ray(settings: TuneSettings, n_trials: int, workers: int, n_done: int, ad
                 cause = getattr(e, "cause", None) or e
                 errors.append(f"worker {i}: {type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[-1]}")
         return errors
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # -- the study's report -------------------------------------------------------------------------

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from polyak.algos import registry
+from polyak.core.config import HyperparameterError
+
 _DQN_CARTPOLE: dict[str, Any] = {
     "learning_rate": 1e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000,
     "gamma": 0.99, "target_update_interval": 128, "train_freq": 256, "gradient_steps": 128,
@@ -105,3 +108,19 @@ def tuned_hyperparameters(algo: str, env_id: str) -> dict[str, Any]:
     """Hyperparameters, plus the loop-level keys `n_envs` and `env_kwargs` where recorded."""
     entry = TUNED.get((algo, env_id), {})
     return {k: dict(v) if isinstance(v, dict) else v for k, v in entry.items()}
+
+
+def with_overrides(algo: str, tuned: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The tuned entry with the user's settings on top. A user's `net_arch` stands for config fields (e.g.
+    actor_hidden and critic_hidden) that a field of the entry would otherwise win over (the config takes an
+    explicit field before net_arch): the entry's fields that net_arch stands for give way to it."""
+    out = {**tuned, **overrides}
+    if "net_arch" in overrides:
+        try:
+            aliased = registry.algorithm_class(algo).config_cls.policy_kwargs_to_fields(
+                {"net_arch": overrides["net_arch"]})
+        except (HyperparameterError, TypeError, ValueError, KeyError):
+            return out  # a net_arch this algorithm refuses: building the model names the problem
+        for name in set(aliased) & (set(tuned) - set(overrides)):
+            del out[name]
+    return out

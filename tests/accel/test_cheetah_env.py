@@ -18,7 +18,6 @@ from polyak.accel.controllers import DoNothing  # noqa: E402
 from polyak.accel.evaluation import evaluate  # noqa: E402
 from polyak.accel.transfer import ChallengeTwinMap, TwinPolicyAdapter, TwinView  # noqa: E402
 from polyak.cli import main  # noqa: E402
-from polyak.envs.beam_optics import IncomingBeam, clara_s04_screen_beam  # noqa: E402
 from polyak.envs.protocol import GymnasiumAdapter  # noqa: E402
 from polyak.envs.transverse_tuning import (  # noqa: E402
     INCOMING_HIGH,
@@ -29,6 +28,7 @@ from polyak.envs.transverse_tuning import (  # noqa: E402
     TransverseTuning,
     TransverseTuningParams,
 )
+from tests.transverse_tuning_setup import screen_beam  # noqa: E402
 
 CENTRED = (0.0, 0.0, 0.0, 0.0)
 
@@ -47,7 +47,7 @@ def test_cheetah_tracks_the_twin_beam_for_random_settings():
             misalignments = rng.uniform(-5e-4, 5e-4, (4, 2))
             env.set_trial(incoming, misalignments)
             for magnets in rng.uniform(-1, 1, (3, 5)) * MAGNET_LIMITS:
-                ours = clara_s04_screen_beam(magnets, misalignments, IncomingBeam(*incoming))
+                ours = screen_beam(magnets, misalignments, incoming)
                 np.testing.assert_allclose(env.screen_beam(magnets), np.asarray(ours), rtol=1e-9, atol=1e-15)
 
 

@@ -8,7 +8,6 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import polyak  # noqa: F401  (registers the ids)
-from polyak.envs.beam_optics import IncomingBeam, clara_s04_screen_beam
 from polyak.envs.transverse_tuning import (
     CHALLENGE_START,
     INCOMING_HIGH,
@@ -19,14 +18,7 @@ from polyak.envs.transverse_tuning import (
     TransverseTuning,
     TransverseTuningParams,
 )
-
-FIXED_BEAM = (100e6, 1e-3, 2e-5, -5e-4, -1e-5, 2e-4, 2e-5, 1.5e-4, 1e-5, 1e-5, 5e-4)
-FIXED_MISALIGNMENTS = (1e-4, -2e-4, 0.0, 3e-4, -1e-4, 0.0, 2e-4, 1e-4)
-
-
-def fixed_params(**kw):
-    return TransverseTuningParams(incoming_beam=FIXED_BEAM, misalignments=FIXED_MISALIGNMENTS,
-                                  target=(1e-4, 2e-4, -1e-4, 1e-4), **kw)
+from tests.transverse_tuning_setup import FIXED_BEAM, FIXED_MISALIGNMENTS, fixed_params, screen_beam
 
 
 def test_jit_and_vmap_over_1024_envs_and_spaces():
@@ -84,8 +76,7 @@ def test_direct_mode_sets_the_magnets_and_the_beam_is_the_tracked_beam():
     state, obs, reward, _, _, info = env.step(jax.random.PRNGKey(1), state, setting, params)
     clipped = np.clip(setting, -MAGNET_LIMITS, MAGNET_LIMITS)
     np.testing.assert_allclose(info["magnets"], clipped, rtol=1e-6)
-    beam = clara_s04_screen_beam(jnp.asarray(clipped), jnp.asarray(FIXED_MISALIGNMENTS).reshape(4, 2),
-                                 IncomingBeam(*jnp.asarray(FIXED_BEAM, jnp.float32)))
+    beam = screen_beam(clipped, FIXED_MISALIGNMENTS, FIXED_BEAM)
     np.testing.assert_allclose(info["beam"], beam, rtol=1e-5)
     np.testing.assert_allclose(obs[:4], np.clip(beam / SCREEN_SCALE, -1, 1), rtol=1e-5)
     np.testing.assert_allclose(obs[4:9], clipped / MAGNET_LIMITS, rtol=1e-6)

@@ -313,7 +313,7 @@ class Euler(Algorithm):
         if policy != "ChebyshevPolicy":
             raise HyperparameterError(f"Euler's policy is a Chebyshev polynomial per exogenous state: policy must be "
                                       f"'ChebyshevPolicy', got {policy!r}")
-        super().__init__("MlpPolicy", env, **kwargs)  # the base class checks the deep-RL families' policy name
+        super().__init__(policy, env, **kwargs)
 
     # -- what the base class asks of a family -------------------------------------------------
     def _init_host_state(self) -> None:
@@ -371,10 +371,9 @@ class Euler(Algorithm):
         """Newton iterations until `total_timesteps` more model transitions are spent (whole iterations) or the
         solve has converged or stalled. Every iteration is logged, with `eval_episodes` episodes of the policy
         (their steps are not counted); `callback(model)` runs after each (False stops). `log_interval` is accepted for the API and unused: iterations are few."""
-        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
-        target = self.num_timesteps + int(total_timesteps)
-        env, params = self._problem
-        try:
+        with self._learning(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar) as logger:
+            target = self.num_timesteps + int(total_timesteps)
+            env, params = self._problem
             logger.start(int(total_timesteps), self.num_timesteps)
             while self.num_timesteps < target and not (self.converged or self.stalled):
                 learner, metrics = _newton_step(self.spec, env, params, self.learner)
@@ -393,11 +392,8 @@ class Euler(Algorithm):
                     for ret, length in zip(returns, lengths):
                         logger.episode(self.num_timesteps, float(ret), int(length))
                 logger.metrics(self.num_timesteps, {"iteration": int(learner.iteration), **metrics})
-                if callback is not None and callback(self) is False:
+                if self._callback_stops(callback):
                     break
-        finally:
-            if own_logger:
-                logger.close()
         return self
 
     def euler_errors(self, n_points: int = 1001) -> dict[str, float]:
@@ -425,12 +421,7 @@ class Euler(Algorithm):
     # -- inference -----------------------------------------------------------------------------
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         """Action(s) in the env's units for one observation (2,) or a batch (n, 2); returns (action, None)."""
-        obs = np.asarray(observation, np.float32)
-        single = obs.ndim == 1
-        if obs.shape[-1:] != (self.agent.obs_dim,) or obs.ndim > 2:
-            raise ValueError(f"observation shape {obs.shape} does not match the model's ({self.agent.obs_dim},) "
-                             f"or (n, {self.agent.obs_dim})")
-        self._check_finite(obs, "observation passed to predict()")
+        obs, single = self._predict_observations(observation)
         action = np.asarray(_predict(self.agent, self.learner.theta, obs[None] if single else obs))
         return (action[0] if single else action), None
 

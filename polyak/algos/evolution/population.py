@@ -445,10 +445,9 @@ class EvolutionAlgorithm(Algorithm):
         generation completes, so a few more may run). `callback(model)` runs after each generation;
         returning False stops. Each generation logs the mean policy's episodes and, every `log_interval`
         steps, the population's fitness (mean, max, min, std) and the method's metrics."""
-        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
-        target = self.num_timesteps + int(total_timesteps)
-        next_log = (self.num_timesteps // log_interval + 1) * log_interval
-        try:
+        with self._learning(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar) as logger:
+            target = self.num_timesteps + int(total_timesteps)
+            next_log = (self.num_timesteps // log_interval + 1) * log_interval
             logger.start(int(total_timesteps), self.num_timesteps)
             while self.num_timesteps < target:
                 learner, log = self._run_generation(self.learner)
@@ -467,11 +466,8 @@ class EvolutionAlgorithm(Algorithm):
                         "fitness_max": float(fitness.max()), "fitness_min": float(fitness.min()),
                         "fitness_std": float(fitness.std()), **{k: float(v) for k, v in log.metrics.items()}})
                     next_log = (self.num_timesteps // log_interval + 1) * log_interval
-                if callback is not None and callback(self) is False:
+                if self._callback_stops(callback):
                     break
-        finally:
-            if own_logger:
-                logger.close()
         return self
 
     def _run_generation(self, learner: ESLearner) -> tuple[ESLearner, GenerationLog]:

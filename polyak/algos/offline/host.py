@@ -173,19 +173,12 @@ class OfflineAlgorithm(Algorithm):
         if online:
             return self._learn_online(total_timesteps, callback, log_interval, progress_bar, run_dir,
                                       reset_num_timesteps, logger)
-        if total_timesteps < 0:
-            raise HyperparameterError(f"total_timesteps must be >= 0, got {total_timesteps}")
         if log_interval < 1:
             raise HyperparameterError(f"log_interval must be >= 1, got {log_interval}")
-        if reset_num_timesteps and self.num_timesteps:
-            raise ValueError("reset_num_timesteps=True would restart counters of a trained model; create a new model")
-        self._ensure_data()
-        own_logger = logger is None
-        if own_logger:
-            logger = RunLogger(run_dir if run_dir is not None else self.tensorboard_log, verbose=self.verbose,
-                               progress_bar=progress_bar)
-        target = self.num_timesteps + int(total_timesteps)
-        try:
+        with self._learning(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar,
+                            needs_env=False) as logger:  # the dataset is the data: the env is for evaluation
+            self._ensure_data()
+            target = self.num_timesteps + int(total_timesteps)
             logger.start(int(total_timesteps), self.num_timesteps)
             while self.num_timesteps < target:
                 end = min(target, _next_multiple(self.num_timesteps, log_interval),
@@ -199,11 +192,8 @@ class OfflineAlgorithm(Algorithm):
                 if end % log_interval == 0:
                     self._evaluate_into(logger)
                     self._log(logger)
-                if callback is not None and callback(self) is False:
+                if self._callback_stops(callback):
                     break
-        finally:
-            if own_logger:
-                logger.close()
         return self
 
     def _evaluate_into(self, logger: RunLogger) -> None:

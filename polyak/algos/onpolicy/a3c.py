@@ -285,41 +285,39 @@ class A3C(OnPolicyAlgorithm):
         Metrics of the latest push and the staleness since the last log are logged every
         `log_interval` steps.
         """
-        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
-        run = _Run(self.num_timesteps + int(total_timesteps))
-        self.learner = self.learner._replace(agent=self.agent.start_run(self.learner.agent, run.target))
-        workers = self._ensure_workers()
-        self._compile()
-        threads = [threading.Thread(target=self._work, args=(w, run), name=f"a3c-worker-{w.index}", daemon=True)
-                   for w in workers]
-        next_log = (self.num_timesteps // log_interval + 1) * log_interval
-        shown, logged = self.num_timesteps, (self._pushes, self._staleness[0])
-        logger.start(int(total_timesteps), self.num_timesteps)
-        try:
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads) or not run.events.empty():
-                try:
-                    event = run.events.get(timeout=0.05)
-                except queue.Empty:
-                    event = ("idle",)
-                if event[0] == "episode":
-                    logger.episode(*event[1:])
-                logger.progress(self.num_timesteps - shown)
-                shown = self.num_timesteps
-                if shown >= next_log:
-                    values, logged = self._log_values(logged)
-                    logger.metrics(shown, values)
-                    next_log = (shown // log_interval + 1) * log_interval
-                if event[0] == "push" and callback is not None and callback(self) is False:
-                    run.stop.set()
-        finally:
-            run.stop.set()
-            for t in threads:
-                t.join()
-            self._store_worker_state()
-            if own_logger:
-                logger.close()
+        with self._learning(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar) as logger:
+            run = _Run(self.num_timesteps + int(total_timesteps))
+            self.learner = self.learner._replace(agent=self.agent.start_run(self.learner.agent, run.target))
+            workers = self._ensure_workers()
+            self._compile()
+            threads = [threading.Thread(target=self._work, args=(w, run), name=f"a3c-worker-{w.index}", daemon=True)
+                       for w in workers]
+            next_log = (self.num_timesteps // log_interval + 1) * log_interval
+            shown, logged = self.num_timesteps, (self._pushes, self._staleness[0])
+            logger.start(int(total_timesteps), self.num_timesteps)  # after compiling: steps/s counts steps only
+            try:
+                for t in threads:
+                    t.start()
+                while any(t.is_alive() for t in threads) or not run.events.empty():
+                    try:
+                        event = run.events.get(timeout=0.05)
+                    except queue.Empty:
+                        event = ("idle",)
+                    if event[0] == "episode":
+                        logger.episode(*event[1:])
+                    logger.progress(self.num_timesteps - shown)
+                    shown = self.num_timesteps
+                    if shown >= next_log:
+                        values, logged = self._log_values(logged)
+                        logger.metrics(shown, values)
+                        next_log = (shown // log_interval + 1) * log_interval
+                    if event[0] == "push" and self._callback_stops(callback):
+                        run.stop.set()
+            finally:
+                run.stop.set()
+                for t in threads:
+                    t.join()
+                self._store_worker_state()
         if run.errors:
             raise run.errors[0]
         return self

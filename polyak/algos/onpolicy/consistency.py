@@ -24,6 +24,7 @@ separate Adam steps with eta_pi and eta_v instead.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,6 +48,9 @@ from polyak.data.episodes import (
     episodes_sample,
     episodes_stored,
 )
+
+
+UNUSED_ON_POLICY_SETTINGS = ("gae_lambda", "vf_coef", "normalize_advantage")  # refused unless at their defaults
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,13 @@ class PCLConfig(OnPolicyConfig):
         need(self.replay_start >= 1, f"replay_start must be >= 1, got {self.replay_start}")
         need(self.ent_coef == 0,
              f"ent_coef is not used by path consistency (its entropy weight is alpha), got {self.ent_coef}")
+        # fields of the on-policy family's config that C has no place for: kept at their defaults (old model
+        # files hold them), refused when set, so that a setting never goes silently unused
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in UNUSED_ON_POLICY_SETTINGS:
+            need(getattr(self, name) == defaults[name],
+                 f"{name} is not used by path consistency (no advantages; V's step size is value_learning_rate): "
+                 f"remove the setting (got {getattr(self, name)!r})")
 
 
 def consistency_errors(log_pi, value, next_value, reward, terminated, episode_end, d: int, gamma: float,

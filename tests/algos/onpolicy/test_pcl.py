@@ -133,6 +133,16 @@ def test_bad_input_is_named():
         PCL("MlpPolicy", venv, replay_capacity=2)
 
 
+@pytest.mark.parametrize("config_cls", [PCLConfig, UnifiedPCLConfig])
+def test_unused_on_policy_settings_are_refused_unless_left_at_their_defaults(config_cls):
+    """gae_lambda, vf_coef and normalize_advantage have no place in C: a set value must fail, not go unused."""
+    for name, value in (("gae_lambda", 0.9), ("vf_coef", 1.0), ("normalize_advantage", False)):
+        with pytest.raises(HyperparameterError, match=f"{name} is not used by path consistency.*got {value}"):
+            config_cls.from_kwargs({name: value})
+    # the defaults (which every saved config holds) still load
+    config_cls.from_kwargs({"gae_lambda": 0.95, "vf_coef": 0.5, "normalize_advantage": True})
+
+
 def test_resume_is_bit_exact(tmp_path):
     """Save mid-rollout and mid-episode with episodes in the replay, load, continue: the same learner."""
     small = dict(policy_kwargs={"net_arch": [16]}, n_steps=8, d=4, replay_capacity=8, max_episode_len=40,
