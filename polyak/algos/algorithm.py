@@ -327,32 +327,30 @@ class Algorithm:
         `callback(model)` runs after every environment step; returning False stops training.
         Metrics are synced from the device and logged every `log_interval` steps.
         """
-        logger, own_logger = self._start_learn(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar)
-        target = self.num_timesteps + int(total_timesteps)
-        # schedules that depend on the run's length (e.g. DQN's epsilon), before the first action
-        self.learner = self.learner._replace(agent=self.agent.start_run(self.learner.agent, target))
-        step, finish = self._host_steps(int(total_timesteps))
-        next_log = (self.num_timesteps // log_interval + 1) * log_interval
-        try:
-            self._start_episodes()
-            logger.start(int(total_timesteps), self.num_timesteps)
-            while self.num_timesteps < target:
-                batch = self._step_envs()
-                n = int(batch.valid.sum())
-                self.num_timesteps += n
-                self._pending_action = step(batch)
-                self._record_episodes(batch, logger)
-                self._obs = batch.obs
-                logger.progress(n)
-                if self.num_timesteps >= next_log:
-                    self._log(logger)
-                    next_log += log_interval
-                if callback is not None and callback(self) is False:
-                    break
-        finally:
-            finish()
-            if own_logger:
-                logger.close()
+        with self._learning(total_timesteps, reset_num_timesteps, logger, run_dir, progress_bar) as logger:
+            target = self.num_timesteps + int(total_timesteps)
+            # schedules that depend on the run's length (e.g. DQN's epsilon), before the first action
+            self.learner = self.learner._replace(agent=self.agent.start_run(self.learner.agent, target))
+            step, finish = self._host_steps(int(total_timesteps))
+            next_log = (self.num_timesteps // log_interval + 1) * log_interval
+            try:
+                self._start_episodes()
+                logger.start(int(total_timesteps), self.num_timesteps)
+                while self.num_timesteps < target:
+                    batch = self._step_envs()
+                    n = int(batch.valid.sum())
+                    self.num_timesteps += n
+                    self._pending_action = step(batch)
+                    self._record_episodes(batch, logger)
+                    self._obs = batch.obs
+                    logger.progress(n)
+                    if self.num_timesteps >= next_log:
+                        self._log(logger)
+                        next_log += log_interval
+                    if self._callback_stops(callback):
+                        break
+            finally:
+                finish()
         return self
 
     def _log(self, logger: RunLogger) -> None:

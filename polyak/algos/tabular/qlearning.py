@@ -356,7 +356,7 @@ class QLearning(Algorithm):
 
         `logger` (a polyak.io.logger.RunLogger) receives episode returns and, every
         `log_interval` steps, epsilon, the last step size and the mean |TD error|;
-        `callback(model)` is called after every step.
+        `callback(model)` is called after every step; returning False stops training.
         """
         if self.env is None:
             raise RuntimeError("this model has no environment: pass env= to QLearning.load or call set_env(env)")
@@ -397,8 +397,8 @@ class QLearning(Algorithm):
                                                         "td_error_abs_mean": td_abs / log_interval,
                                                         "visited_fraction": float(np.mean(visits > 0))})
                     td_abs = 0.0
-            if callback is not None:
-                callback(self)
+            if self._callback_stops(callback):
+                break
         self._episode = stepper.episode + 1  # the next learn() call starts a fresh episode
         return self
 

@@ -155,6 +155,13 @@ def test_time_limit_bootstraps_and_termination_does_not():
     assert q[1, 0] == pytest.approx(4 - 0.25 * 5)
 
 
+def test_a_callback_returning_false_stops_training():
+    seen = []
+    model = QLearning("FrozenLake-v1", seed=0).learn(500, callback=lambda m: seen.append(m.num_timesteps) or
+                                                     m.num_timesteps < 7)
+    assert model.num_timesteps == 7 and seen == list(range(1, 8))
+
+
 def test_step_size_and_exploration_schedules():
     model = QLearning("FrozenLake-v1", learning_rate=0.8, lr_exponent=0.75, exploration_fraction=0.5,
                       exploration_initial_eps=1.0, exploration_final_eps=0.1)
