@@ -5,7 +5,8 @@ OUT_DIR/minari), then ``python -m benchmarks.mopo_pendulum OUT_DIR --part mopo|o
 
 * ``--part mopo``: MOPO (polyak defaults, the model's training steps scaled by ``--model-train-steps``) learns from
   each dataset for ``--steps`` gradient steps; 10 deterministic evaluation episodes (reset seeds 10000 + seed ...),
-  as offline_pendulum.py evaluates TD3+BC, IQL, AWAC and CQL.
+  as offline_pendulum.py evaluates TD3+BC, IQL, AWAC and CQL. ``--model koopman`` rolls out the Koopman ensemble
+  instead of the probabilistic MLP ensemble (MOPO's ``model`` setting; the same budget).
 * ``--part online``: ``--algo`` (IQL by default) learns ``--steps`` gradient steps offline, is evaluated, then fine-tunes
   ``--online-steps`` environment steps online (`learn(n, online=True)`: buffer seeded with the dataset) and is
   evaluated again on the same episodes.
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     p.add_argument("--steps", type=int, default=5000, help="offline gradient steps (default: 5000)")
     p.add_argument("--model-train-steps", type=int, default=2000, help="MOPO: ensemble Adam steps (default: 2000)")
+    p.add_argument("--model", choices=("mlp", "koopman"), default="mlp", help="MOPO: the world model (default: mlp)")
     p.add_argument("--algo", default="iql", help="--part online: the offline algorithm (default: iql)")
     p.add_argument("--online-steps", type=int, default=5000, help="--part online: env steps (default: 5000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra hyperparameter (JSON value)")
@@ -53,12 +55,12 @@ def main(argv=None) -> int:
             t = time.time()
             dataset = f"polyak/Pendulum-v1/{ds}"
             if args.part == "mopo":
-                model = polyak.MOPO("MlpPolicy", dataset=dataset, seed=seed, eval_episodes=0,
+                model = polyak.MOPO("MlpPolicy", dataset=dataset, seed=seed, eval_episodes=0, model=args.model,
                                     model_train_steps=args.model_train_steps, **extra)
                 model.learn(args.steps, log_interval=1000)
                 mean, std = evaluate(model, seed)
                 metrics = {k: round(float(v), 4) for k, v in model.learner.monitor.metrics.items()}
-                row = {"algo": "mopo", "dataset": ds, "seed": seed, "steps": args.steps,
+                row = {"algo": "mopo", "model": args.model, "dataset": ds, "seed": seed, "steps": args.steps,
                        "model_train_steps": args.model_train_steps, "extra": extra, "return_mean": mean,
                        "return_std": std, "model_mse_per_member": np.round(np.asarray(
                            model.learner.agent.model_mse), 5).tolist(), "final_metrics": metrics}

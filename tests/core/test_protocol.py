@@ -10,6 +10,7 @@ import pytest
 
 from polyak.algos import registry
 from polyak.core.types import Agent
+from tests.offline_data import random_pendulum
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,18 +40,7 @@ AGENT_FAMILIES = ("offpolicy", "onpolicy", "offline")
 
 @pytest.fixture(scope="module")
 def offline_data(tmp_path_factory):
-    import gymnasium as gym
-
-    from polyak.data import datasets
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-    env = gym.make("Pendulum-v1", max_episode_steps=20)
-    episodes = datasets.collect_episodes(env, lambda obs, info: env.action_space.sample(), 2, seed=0)
-    datasets.write_dataset("test/Pendulum-v1/protocol-v0", episodes, env.observation_space, env.action_space,
-                           env_id="Pendulum-v1")
-    yield datasets.load_dataset("test/Pendulum-v1/protocol-v0")
-    mp.undo()
+    yield from random_pendulum(tmp_path_factory, "test/Pendulum-v1/protocol-v0", 2, 20)
 
 
 @pytest.mark.parametrize("name", [n for n in registry.names() if registry.entry(n).family in AGENT_FAMILIES])

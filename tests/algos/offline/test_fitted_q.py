@@ -170,30 +170,19 @@ def test_nfqca_alternates_critic_and_actor_phases_with_q_k_frozen():
 
 
 # -- the model API -------------------------------------------------------------------------------------------
-DATASET = "test/Pendulum-v1/fitted-q-v0"
 TINY = dict(policy_kwargs={"net_arch": [16, 16]}, batch_size=16, eval_episodes=0)
 EXTRA = {"fqi": {"iteration_steps": 2}, "amortized_fqi": {"iteration_steps": 2, "opt_states": 8, "policy_steps": 2}}
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-    env = gym.make("Pendulum-v1", max_episode_steps=50)
-    episodes = D.collect_episodes(env, lambda obs, info: env.action_space.sample(), 4, seed=0)
-    D.write_dataset(DATASET, episodes, env.observation_space, env.action_space, env_id="Pendulum-v1")
-    yield D.load_dataset(DATASET)
-    mp.undo()
 
 
 @pytest.mark.parametrize("name", ["fqi", "amortized_fqi"])  # NFQCA's state is the same kind: left out for CI time
 def test_checkpoint_resumes_bit_exactly(dataset, tmp_path, name):
     cls = registry.algorithm_class(name)
     assert registry.entry(name).family == "offline" and polyak.ALGORITHMS[name] is cls
-    straight = cls("MlpPolicy", dataset=DATASET, seed=3, **TINY, **EXTRA[name])
+    straight = cls("MlpPolicy", dataset=dataset.dataset_id, seed=3, **TINY, **EXTRA[name])
     assert not np.any(np.asarray(straight.learner.buffer.data.terminated))  # Pendulum only truncates: always bootstrap
     straight.learn(5, log_interval=1)  # chunks of one step: the same batches
-    halves = cls("MlpPolicy", dataset=DATASET, seed=3, **TINY, **EXTRA[name]).learn(3, log_interval=1)
+    halves = cls("MlpPolicy", dataset=dataset.dataset_id, seed=3, **TINY, **EXTRA[name])
+    halves.learn(3, log_interval=1)
     resumed = polyak.load(halves.save(tmp_path / "half.polyak"), env="Pendulum-v1")  # mid-iteration
     resumed.learn(2, log_interval=1)
     for a, b in zip(jax.tree.leaves(jax.device_get(straight.learner._replace(buffer=None))),

@@ -22,7 +22,6 @@ from test_learning_offline import swing_up  # the scripted controller behind the
 TINY = dict(batch_size=16, actor_hidden=(16, 16), critic_hidden=(16, 16), model_members=3, model_elites=2,
             model_hidden=(8,), model_train_steps=20, rollouts_per_step=4, rollout_length=3, model_retain_steps=10,
             termination_steps=20)
-DATASET = "test/Pendulum-v1/mopo-v0"
 
 
 def softplus(x):
@@ -52,7 +51,7 @@ def clamped_log_var(raw, max_log_var=0.5, min_log_var=-40.0):
     return min_log_var + softplus(lv - min_log_var)
 
 
-@pytest.mark.parametrize("penalty", ["aleatoric", "epistemic"])
+@pytest.mark.parametrize("penalty", ["aleatoric", "epistemic", "disagreement"])
 def test_penalised_reward_matches_a_hand_computation(penalty):
     cfg = MOPOConfig.from_kwargs({**TINY, "penalty": penalty, "penalty_coef": 0.7, "rollout_length": 1})
     agent = MOPOAgent(cfg, 2, 1)
@@ -65,8 +64,11 @@ def test_penalised_reward_matches_a_hand_computation(penalty):
     rows, valid, u = jax.jit(agent.rollout)(state, obs, jax.random.PRNGKey(1))
 
     std = np.exp(0.5 * clamped_log_var(raw))[[0, 2]]  # the elites'
-    expected_u = (np.linalg.norm(std, axis=1).max() if penalty == "aleatoric"
-                  else np.linalg.norm(means[[0, 2]].std(axis=0)))  # max_i ||sigma_i||, or ||std_i mu_i||
+    mu = means[[0, 2]]
+    expected_u = {"aleatoric": np.linalg.norm(std, axis=1).max(),  # max_i ||sigma_i||
+                  "epistemic": np.linalg.norm(mu.std(axis=0)),  # ||std_i mu_i|| over [s' - s, r]
+                  "disagreement": np.linalg.norm(mu[:, :2] - mu[:, :2].mean(0), axis=1).max()}[penalty]  # over s'
+
     np.testing.assert_allclose(np.asarray(u), expected_u, rtol=1e-5)
     # r~ = r^ - lambda u, r^ = -1.5 + sigma_r eps
     np.testing.assert_allclose(np.asarray(rows.reward), -1.5 - 0.7 * expected_u, rtol=1e-5, atol=1e-5)
@@ -127,19 +129,8 @@ def test_termination_classifier_learns_a_threshold():
     assert float((predicted == (done > 0)).mean()) > 0.95
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-    env = gym.make("Pendulum-v1", max_episode_steps=50)
-    episodes = D.collect_episodes(env, lambda obs, info: env.action_space.sample(), 4, seed=0)
-    D.write_dataset(DATASET, episodes, env.observation_space, env.action_space, env_id="Pendulum-v1")
-    yield D.load_dataset(DATASET)
-    mp.undo()
-
-
 def test_fit_once_then_online_and_resume_bit_exactly(dataset, tmp_path):
-    straight = polyak.MOPO("MlpPolicy", dataset=DATASET, seed=2, eval_episodes=0, **TINY)
+    straight = polyak.MOPO("MlpPolicy", dataset=dataset.dataset_id, seed=2, eval_episodes=0, **TINY)
     assert int(straight.learner.agent.model_ready) == 0
     straight.learn(2, log_interval=2).learn(3, online=True)
     agent = straight.learner.agent
@@ -148,7 +139,8 @@ def test_fit_once_then_online_and_resume_bit_exactly(dataset, tmp_path):
     np.testing.assert_array_equal(np.sort(np.asarray(agent.model.elites)), np.sort(np.argsort(agent.model_mse)[:2]))
     assert int(agent.model_buffer.size) == 5 * TINY["rollouts_per_step"] * TINY["rollout_length"]
     assert int(straight.learner.buffer.size) == len(dataset) + 3
-    halves = polyak.MOPO("MlpPolicy", dataset=DATASET, seed=2, eval_episodes=0, **TINY).learn(2, log_interval=2)
+    halves = polyak.MOPO("MlpPolicy", dataset=dataset.dataset_id, seed=2, eval_episodes=0, **TINY)
+    halves.learn(2, log_interval=2)
     resumed = polyak.load(halves.save(tmp_path / "half.polyak"), env="Pendulum-v1")
     resumed.learn(3, online=True)  # the model is not refitted: it is in the checkpoint
     for a, b in zip(jax.tree.leaves(jax.device_get(straight.learner)), jax.tree.leaves(jax.device_get(resumed.learner)),
@@ -161,13 +153,13 @@ def test_fit_once_then_online_and_resume_bit_exactly(dataset, tmp_path):
 
 def test_errors_name_the_problem(dataset):
     with pytest.raises(HyperparameterError, match="normalize_obs must be False"):
-        polyak.MOPO("MlpPolicy", dataset=DATASET, normalize_obs=True)
-    with pytest.raises(HyperparameterError, match="penalty must be 'aleatoric' or 'epistemic'"):
-        polyak.MOPO("MlpPolicy", dataset=DATASET, penalty="max")
+        polyak.MOPO("MlpPolicy", dataset=dataset.dataset_id, normalize_obs=True)
+    with pytest.raises(HyperparameterError, match="penalty must be 'auto', 'aleatoric', 'epistemic' or 'disagreement'"):
+        polyak.MOPO("MlpPolicy", dataset=dataset.dataset_id, penalty="max")
     with pytest.raises(HyperparameterError, match="rollouts_per_step must be in"):
-        polyak.MOPO("MlpPolicy", dataset=DATASET, batch_size=32, rollouts_per_step=50)
+        polyak.MOPO("MlpPolicy", dataset=dataset.dataset_id, batch_size=32, rollouts_per_step=50)
     with pytest.raises(HyperparameterError, match="unknown hyperparameter.*rollout_length"):
-        polyak.MOPO("MlpPolicy", dataset=DATASET, rollout_len=5)
+        polyak.MOPO("MlpPolicy", dataset=dataset.dataset_id, rollout_len=5)
 
 
 @pytest.mark.long

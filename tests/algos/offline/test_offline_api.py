@@ -17,18 +17,6 @@ from polyak.envs.spaces import SpaceError
 
 TINY = dict(policy_kwargs={"net_arch": [16, 16]}, batch_size=16, eval_episodes=0)
 EXTRA = {"cql": {"cql_n_actions": 2}, "iql": {}, "awac": {}, "td3_bc": {}}
-DATASET = "test/Pendulum-v1/random-v0"
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-    env = gym.make("Pendulum-v1", max_episode_steps=50)
-    episodes = D.collect_episodes(env, lambda obs, info: env.action_space.sample(), 4, seed=0)
-    D.write_dataset(DATASET, episodes, env.observation_space, env.action_space, env_id="Pendulum-v1")
-    yield D.load_dataset(DATASET)
-    mp.undo()
 
 
 def leaves(learner):
@@ -40,13 +28,13 @@ def test_checkpoint_resumes_bit_exactly(dataset, tmp_path, name):
     cls = registry.algorithm_class(name)
     entry = registry.entry(name)
     assert entry.family == "offline" and entry.action_kinds == ("Box",) and polyak.ALGORITHMS[name] is cls
-    straight = cls("MlpPolicy", dataset=DATASET, seed=3, **TINY, **EXTRA[name])
+    straight = cls("MlpPolicy", dataset=dataset.dataset_id, seed=3, **TINY, **EXTRA[name])
     # the normaliser is the dataset's mean and std, the buffer the dataset with actions in [-1, 1]
     np.testing.assert_allclose(straight.learner.obs_rms.mean, dataset.obs.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(straight.learner.buffer.data.action), dataset.action / 2.0, rtol=1e-6)
     assert straight.env_id == "Pendulum-v1" and int(straight.learner.buffer.size) == len(dataset) == 200
     straight.learn(4, log_interval=2)
-    halves = cls("MlpPolicy", dataset=DATASET, seed=3, **TINY, **EXTRA[name]).learn(2, log_interval=2)
+    halves = cls("MlpPolicy", dataset=dataset.dataset_id, seed=3, **TINY, **EXTRA[name]).learn(2, log_interval=2)
     path = halves.save(tmp_path / "half.polyak", include_buffer=True)  # the dataset itself is never copied
     resumed = polyak.load(path, env="Pendulum-v1")
     assert resumed.learner.buffer is None and resumed.num_timesteps == 2

@@ -13,6 +13,7 @@ import polyak
 from polyak.algos import registry
 from polyak.data import datasets as D
 from polyak.evaluation import evaluate_policy
+from tests.offline_data import random_pendulum
 from test_learning_offline import swing_up  # the scripted controller behind the offline learning tests
 
 DATASET = "test/Pendulum-v1/online-v0"
@@ -40,13 +41,7 @@ class TerminateEveryOtherEpisode(gym.Wrapper):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))
-    env = gym.make("Pendulum-v1", max_episode_steps=50)
-    episodes = D.collect_episodes(env, lambda obs, info: env.action_space.sample(), 3, seed=0)
-    D.write_dataset(DATASET, episodes, env.observation_space, env.action_space, env_id="Pendulum-v1")
-    yield D.load_dataset(DATASET)
-    mp.undo()
+    yield from random_pendulum(tmp_path_factory, DATASET, 3, 50)
 
 
 def rows(buffer, start=0, stop=None):
