@@ -68,7 +68,8 @@ def _offline_names() -> list[str]:
 def cmd_data_collect(args: argparse.Namespace) -> int:
     """Run a policy (a run folder or model file, `random`, or a controller) in ENV and write a Minari dataset."""
     try:
-        controller = make_controller(args.policy, **({"seed": args.seed} if args.policy == "random" else {}))
+        seeded = {"seed": args.seed} if args.policy in ("random", "random-perturbation") else {}
+        controller = make_controller(args.policy, **seeded)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(str(err)) from None
     env = make_training_env(args.env, 1, parse_overrides(args.env_kwarg, "--env-kwarg"))
@@ -186,6 +187,8 @@ def cmd_accel_evaluate(args: argparse.Namespace) -> int:
             kwargs = {"budget": steps or TASKS[args.task].default_steps, "initial_step": args.nm_step}
         elif spec == "random":
             kwargs = {"seed": args.seed}
+        elif spec == "random-perturbation":
+            kwargs = {"seed": args.seed, "budget": steps or TASKS[args.task].default_steps}
         try:
             controller = make_controller(spec, **kwargs)
         except (ValueError, FileNotFoundError) as err:
@@ -395,8 +398,9 @@ def make_parser() -> argparse.ArgumentParser:
     ae = acs.add_parser("evaluate", help="seeded, fixed trials of a task with controllers or trained agents",
                         description="Run the same seeded trials with each controller and write a score table "
                                     "(results.md), per-trial metrics (results.json) and a plot of one trial. "
-                                    "Controllers: do-nothing, random, nelder-mead, svd (OrbitSteering), or a run "
-                                    "folder / .polyak file of a trained agent; CONTROLLER@N gives that one N steps "
+                                    "Controllers: do-nothing, random, nelder-mead, random-perturbation, svd "
+                                    "(OrbitSteering), or a run folder / .polyak file of a trained agent; "
+                                    "CONTROLLER@N gives that one N steps "
                                     "per trial (e.g. nelder-mead@150 RUN_DIR@50).")
     ae.add_argument("controllers", nargs="+", metavar="CONTROLLER_OR_RUN_DIR")
     ae.add_argument("--task", choices=list(TASKS), default="transverse",

@@ -1,7 +1,7 @@
 """Accelerator tasks: classical controllers and the challenge-style evaluation.
 
-`controllers` holds the baselines (do nothing, random, Nelder-Mead, the SVD orbit controller) and
-an adapter that makes a trained polyak model a controller; all share one interface:
+`controllers` holds the baselines (do nothing, random, Nelder-Mead, a random-perturbation tuner, the SVD
+orbit controller) and an adapter that makes a trained polyak model a controller; all share one interface:
 
     controller.reset(observation, info)      at the start of a trial
     controller.act(observation, info)        -> action in the environment's own units
@@ -19,6 +19,7 @@ from polyak.accel.controllers import (
                                       NelderMead,
                                       PolicyController,
                                       RandomController,
+                                      RandomPerturbation,
                                       SVDController,
                                       make_controller,
 )
@@ -26,6 +27,6 @@ from polyak.accel.cheetah_env import CheetahTransverseTuning, challenge_wrappers
 from polyak.accel.evaluation import TASKS, evaluate
 from polyak.accel.transfer import TwinPolicyAdapter, TwinView
 
-__all__ = ["Controller", "DoNothing", "NelderMead", "PolicyController", "RandomController", "SVDController",
-           "make_controller", "TASKS", "evaluate", "CheetahTransverseTuning", "challenge_wrappers", "TwinPolicyAdapter",
-           "TwinView"]
+__all__ = ["Controller", "DoNothing", "NelderMead", "PolicyController", "RandomController", "RandomPerturbation",
+           "SVDController", "make_controller", "TASKS", "evaluate", "CheetahTransverseTuning", "challenge_wrappers",
+           "TwinPolicyAdapter", "TwinView"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from polyak.algos.registry import load_model
 from polyak.envs.orbit_steering import svd_correction
-from polyak.envs.transverse_tuning import MAGNET_LIMITS, SCREEN_SCALE
+from polyak.envs.transverse_tuning import MAGNET_LIMITS, MAX_DELTA, SCREEN_SCALE
 
 
 class Controller(Protocol):
@@ -158,6 +158,62 @@ class NelderMead:
         self._thread = None
 
 
+class RandomPerturbation:
+    """A random-perturbation tuner (a (1+1) hill climber) on TransverseTuning in the delta-action mode.
+
+    It keeps the best setting seen, `base`, and the MAE of its reading, f_base. Each step it reads the MAE
+    f of the setting it went to; if f < f_base the setting becomes the base and the step size grows,
+    otherwise the step size shrinks (the 1/5 success rule: grow by `grow`, shrink by `shrink`); then it
+    goes to the next trial point
+
+        next = base + scale * N(0, I) * max_delta          (per magnet; max_delta the step limit)
+        action = clip(next - current, -max_delta, max_delta)
+
+    so a rejected trial is stepped back from in the same move. The base and the MAE come from the
+    observation (magnet settings, beam reading, target), as in a control room; with `budget` set, its last
+    step goes back to the base. `seed` seeds the perturbations (one stream across the trials).
+    """
+
+    name, action_mode = "random-perturbation", "delta"
+
+    def __init__(self, seed: int = 0, initial_scale: float = 0.5, min_scale: float = 0.02, grow: float = 1.5,
+                 shrink: float = 0.9, budget: int | None = None):
+        if not 0 < min_scale <= initial_scale <= 1:
+            raise ValueError(f"need 0 < min_scale <= initial_scale <= 1 (fractions of the step limit), got "
+                             f"min_scale={min_scale}, initial_scale={initial_scale}")
+        if grow <= 1 or not 0 < shrink < 1:
+            raise ValueError(f"need grow > 1 and 0 < shrink < 1, got grow={grow}, shrink={shrink}")
+        if budget is not None and budget < 1:
+            raise ValueError(f"budget must be >= 1 step (or None), got {budget}")
+        self.initial_scale, self.min_scale, self.grow, self.shrink = initial_scale, min_scale, grow, shrink
+        self.budget = budget
+        self._rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def magnets(observation: np.ndarray) -> np.ndarray:
+        return np.asarray(observation[4:9], np.float64) * MAGNET_LIMITS
+
+    def reset(self, env, observation, info):
+        if getattr(env.env, "action_mode", "delta") != "delta":
+            raise ValueError("RandomPerturbation steps the magnets: use TransverseTuning(action_mode='delta')")
+        self.base, self.best_f = self.magnets(observation), NelderMead.objective(observation)
+        self.scale, self._steps = self.initial_scale, 0
+
+    def act(self, observation, info):
+        current, f = self.magnets(observation), NelderMead.objective(observation)
+        if self._steps > 0:  # the reading of the last trial point
+            if f < self.best_f:
+                self.base, self.best_f = current, f
+                self.scale = min(1.0, self.scale * self.grow)
+            else:
+                self.scale = max(self.min_scale, self.scale * self.shrink)
+        self._steps += 1
+        target = self.base
+        if self.budget is None or self._steps < self.budget:
+            target = target + self.scale * self._rng.standard_normal(MAX_DELTA.shape) * MAX_DELTA
+        return np.clip(target - current, -MAX_DELTA, MAX_DELTA).astype(np.float32)
+
+
 class SVDController:
     """The exact linear orbit correction for OrbitSteering: delta theta = clip(-R^+ b, +-step limit)."""
 
@@ -202,11 +258,12 @@ class PolicyController:
         return self.model.predict(observation, deterministic=True)[0]
 
 
-CONTROLLERS = {"do-nothing": DoNothing, "random": RandomController, "nelder-mead": NelderMead, "svd": SVDController}
+CONTROLLERS = {"do-nothing": DoNothing, "random": RandomController, "nelder-mead": NelderMead,
+               "random-perturbation": RandomPerturbation, "svd": SVDController}
 
 
 def make_controller(spec: str, **kwargs) -> Controller:
-    """A controller by name (do-nothing, random, nelder-mead, svd) or a run folder / model file."""
+    """A controller by name (do-nothing, random, nelder-mead, random-perturbation, svd) or a run folder / model file."""
     if spec in CONTROLLERS:
         return CONTROLLERS[spec](**kwargs)
     if Path(spec).exists():
