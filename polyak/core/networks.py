@@ -76,30 +76,31 @@ class BatchRenorm(nn.Module):
         # sigma = sqrt(var + eps), the running standard deviation
         sigma = jnp.sqrt(ra_var.value + self.epsilon)
         if use_running_average:
-            # eval: x_hat = (x - mu) / sigma
-            x_hat = (x - ra_mean.value) / sigma
+            # eval: y = gamma (x - mu) / sigma + beta
+            mean, inv_std, r, d = ra_mean.value, 1.0 / sigma, 1.0, 0.0
         else:
-            # batch statistics mu_B, sigma_B = sqrt(var_B + eps) (biased variance)
-            batch_mean = jnp.mean(x, axis=reduce_axes)
-            batch_var = jnp.var(x, axis=reduce_axes)
-            batch_sigma = jnp.sqrt(batch_var + self.epsilon)
+            # batch statistics mu_B and var_B = mean x^2 - mu_B^2 (biased; one pass over x, as Flax's BatchNorm),
+            # sigma_B = sqrt(var_B + eps)
+            mean = jnp.mean(x, axis=reduce_axes)
+            batch_var = jnp.maximum(jnp.mean(jnp.square(x), axis=reduce_axes) - jnp.square(mean), 0.0)
+            inv_std = jax.lax.rsqrt(batch_var + self.epsilon)
             # r = clip(sigma_B / sigma, 1/r_max, r_max), d = clip((mu_B - mu) / sigma, -d_max, d_max),
             # both constants for the gradient
-            r = jax.lax.stop_gradient(jnp.clip(batch_sigma / sigma, 1.0 / self.r_max, self.r_max))
-            d = jax.lax.stop_gradient(jnp.clip((batch_mean - ra_mean.value) / sigma, -self.d_max, self.d_max))
+            r = jax.lax.stop_gradient(jnp.clip(1.0 / (inv_std * sigma), 1.0 / self.r_max, self.r_max))
+            d = jax.lax.stop_gradient(jnp.clip((mean - ra_mean.value) / sigma, -self.d_max, self.d_max))
             # warm-up: r = 1, d = 0 (plain batch norm) while steps < warmup_steps
             warm = steps.value >= self.warmup_steps
             r, d = jnp.where(warm, r, 1.0), jnp.where(warm, d, 0.0)
-            # train: x_hat = (x - mu_B) / sigma_B * r + d
-            x_hat = (x - batch_mean) / batch_sigma * r + d
             if not self.is_initializing():
                 # mu <- m mu + (1 - m) mu_B, var <- m var + (1 - m) var_B (Flax's convention: the
                 # variance rather than the paper's std), steps <- steps + 1
-                ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * batch_mean
+                ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
                 ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * batch_var
                 steps.value = steps.value + 1
-        # y = gamma x_hat + beta
-        return x_hat * scale + bias
+        # train: y = gamma ((x - mu_B) / sigma_B r + d) + beta, folded per feature into y = x a + b so that x is
+        # read once: a = gamma r / sigma_B, b = gamma (d - mu_B r / sigma_B) + beta
+        a = scale * r * inv_std
+        return x * a + (scale * d + bias - mean * a)
 
 
 class MLP(nn.Module):

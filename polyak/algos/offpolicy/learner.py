@@ -27,6 +27,7 @@ normaliser can keep adapting without stale rows in the buffer.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -231,6 +232,24 @@ def new_buffer(spec: LoopSpec, capacity: int) -> ReplayBuffer:
     return buffer_init(capacity, spec.obs_dim, spec.act_dim, with_discount=spec.n_steps > 1)
 
 
+class AgentKept:
+    """`jax.jit(fn)` over `fn(learner, *args)` that donates the learner except its agent state.
+
+    For the calls that run gradient steps. Donating the replay buffer (and the rest) lets XLA update or pass it in
+    place; donating the agent state too makes XLA write each new parameter into its old buffer, and where an old
+    value must outlive that write it inserts a copy, which costs more than fresh output buffers once the critics
+    are wide (BENCHMARKS.md, "CrossQ's update")."""
+
+    def __init__(self, fn: Callable) -> None:
+        self._jit = jax.jit(lambda agent, rest, *args: fn(rest._replace(agent=agent), *args), donate_argnums=1)
+
+    def __call__(self, learner: Learner, *args):
+        return self._jit(learner.agent, learner._replace(agent=None), *args)
+
+    def lower(self, learner: Learner, *args):
+        return self._jit.lower(learner.agent, learner._replace(agent=None), *args)
+
+
 @functools.lru_cache(maxsize=64)
 def compiled(spec: LoopSpec):
     """Jitted functions for one LoopSpec, shared across instances with equal specs."""
@@ -238,11 +257,11 @@ def compiled(spec: LoopSpec):
         "init": jax.jit(functools.partial(init_learner, spec), static_argnums=1),
         "first_action": jax.jit(functools.partial(first_action, spec), donate_argnums=0),
         "store": jax.jit(functools.partial(store_step, spec), donate_argnums=(0, 1)),
-        "train": functools.lru_cache(maxsize=8)(
-            lambda n: jax.jit(functools.partial(train_step, spec, n), donate_argnums=0)),
+        "train": functools.lru_cache(maxsize=8)(  # n = 0: no gradient step, the agent passes through donated
+            lambda n: (AgentKept if n > 0 else functools.partial(jax.jit, donate_argnums=0))(
+                functools.partial(train_step, spec, n))),
         "store_and_act": jax.jit(functools.partial(store_and_act, spec), donate_argnums=0),
-        "update_phase": functools.lru_cache(maxsize=8)(
-            lambda n: jax.jit(functools.partial(update_phase, spec, n), donate_argnums=0)),
+        "update_phase": functools.lru_cache(maxsize=8)(lambda n: AgentKept(functools.partial(update_phase, spec, n))),
         "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
         "q": jax.jit(functools.partial(critic_values, spec)),
     }
