@@ -5,41 +5,22 @@ Run it as ``python -m benchmarks.crossq_update`` (``--help`` lists the options; 
 actions, batch 256, critics [1024, 1024] with batch renormalisation, policy delay 3): ``--steps-per-call`` K
 gradient steps per jitted call (K = 3 holds one actor step; K = 1 is what one env step of the host loop runs).
 polyak's call is the host loop's own (`offpolicy.learner.AgentKept` over K updates, the agent state not donated),
-SBX's its ``_train``. Printed: XLA's FLOP count of one call and the best of 5 rounds of calls/s, as gradient steps/s.
+SBX's its ``_train``. Printed: XLA's FLOP count of one call and calls/s (`benchmarks.bench`'s best of 5 rounds), as
+gradient steps/s.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.bench import _best_rate, _xla_cost
 from benchmarks.bench_mujoco import MujocoConfig, build
 
 ENV_ID = "HalfCheetah-v5"
-
-
-def best_rate(call, rounds: int = 5, n: int = 10) -> float:
-    """Calls per second, the best of `rounds` timed rounds of `n` calls (after one untimed call)."""
-    jax.block_until_ready(call())
-    best = 0.0
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(n):
-            out = call()
-        jax.block_until_ready(out)
-        best = max(best, n / (time.perf_counter() - start))
-    return best
-
-
-def flops(compiled: Any) -> float:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost["flops"])
 
 
 def random_rows(rng: np.random.Generator, n: int, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
@@ -67,12 +48,12 @@ def polyak_update(cfg: MujocoConfig, k: int, seed: int) -> tuple[float, float]:
 
     call = AgentKept(k_updates)
     box = [jax.tree.map(jnp.array, model.learner)]
-    n_flops = flops(call.lower(box[0], batches).compile())
+    n_flops = _xla_cost(call.lower(box[0], batches).compile())["flops"]
 
     def one_call():
         box[0] = call(box[0], batches)
         return box[0].agent
-    return n_flops, best_rate(one_call)
+    return n_flops, _best_rate(one_call, jax.block_until_ready)
 
 
 def sbx_update(cfg: MujocoConfig, k: int, seed: int) -> tuple[float, float]:
@@ -94,13 +75,13 @@ def sbx_update(cfg: MujocoConfig, k: int, seed: int) -> tuple[float, float]:
                 state["ent"], state["key"])
     train = model._train  # noqa: SLF001  (a classmethod over a jitted function)
     jitted = getattr(train, "__func__", train)
-    n_flops = flops(jitted.lower(type(model), *args()).compile())
+    n_flops = _xla_cost(jitted.lower(type(model), *args()).compile())["flops"]
 
     def one_call():
         state["qf"], state["actor"], state["ent"], state["key"], _ = train(*args())
         state["n"] += k
         return state["qf"]
-    return n_flops, best_rate(one_call)
+    return n_flops, _best_rate(one_call, jax.block_until_ready)
 
 
 def main(argv: list[str] | None = None) -> int:
