@@ -250,6 +250,13 @@ class AgentKept:
         return self._jit.lower(learner.agent, learner._replace(agent=None), *args)
 
 
+def _train_fn(spec: LoopSpec, n_grad: int):
+    """The jitted train_step with `n_grad` gradient steps; with none (collect only) the agent passes through, so the
+    whole learner is donated."""
+    step = functools.partial(train_step, spec, n_grad)
+    return AgentKept(step) if n_grad > 0 else jax.jit(step, donate_argnums=0)
+
+
 @functools.lru_cache(maxsize=64)
 def compiled(spec: LoopSpec):
     """Jitted functions for one LoopSpec, shared across instances with equal specs."""
@@ -257,9 +264,7 @@ def compiled(spec: LoopSpec):
         "init": jax.jit(functools.partial(init_learner, spec), static_argnums=1),
         "first_action": jax.jit(functools.partial(first_action, spec), donate_argnums=0),
         "store": jax.jit(functools.partial(store_step, spec), donate_argnums=(0, 1)),
-        "train": functools.lru_cache(maxsize=8)(  # n = 0: no gradient step, the agent passes through donated
-            lambda n: (AgentKept if n > 0 else functools.partial(jax.jit, donate_argnums=0))(
-                functools.partial(train_step, spec, n))),
+        "train": functools.lru_cache(maxsize=8)(functools.partial(_train_fn, spec)),
         "store_and_act": jax.jit(functools.partial(store_and_act, spec), donate_argnums=0),
         "update_phase": functools.lru_cache(maxsize=8)(lambda n: AgentKept(functools.partial(update_phase, spec, n))),
         "predict": jax.jit(functools.partial(policy_action, spec), static_argnums=4),
