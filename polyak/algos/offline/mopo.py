@@ -288,10 +288,11 @@ class MOPOAgent(SoftAgent):
         rows, valid, u = self.rollout(state, batch.obs[: self.cfg.rollouts_per_step], k_rollout)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  (horizon, n, ...) -> (horizon n, ...)
         model_buffer = buffer_add(state.model_buffer, jax.tree.map(flat, rows), flat(valid))
-        # 2. the mixed batch: round(f B) real rows, the rest from the model buffer (all real while it is empty: every
-        #    rollout so far stopped at its first step by max_uncertainty)
+        # 2. the mixed batch: round(f B) real rows, the rest from the model buffer
         mixed = mixed_batch(batch, model_buffer, k_mix, self.n_real)
-        mixed = jax.tree.map(lambda m, r: jnp.where(model_buffer.size > 0, m, r), mixed, batch)
+        if math.isfinite(self.cfg.max_uncertainty):
+            # all real rows while the model buffer is empty (every rollout so far stopped at its first step)
+            mixed = jax.tree.map(lambda m, r: jnp.where(model_buffer.size > 0, m, r), mixed, batch)
         # 3. SAC's update on it
         sac, metrics, info = SoftAgent.update(self, state.sac, mixed, k_sac)
         valid_f = valid.astype(jnp.float32)
