@@ -44,8 +44,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                          f"not {args.algo}")
     if args.online_steps and args.seeds is not None:
         raise SystemExit("--online-steps runs one seed per command: drop --seeds")
-    if args.env is None:  # an offline run evaluates in the dataset's env
-        args.env = (datasets.dataset_env_id(args.dataset) if args.dataset else None) or "Pendulum-v1"
+    if args.dataset is not None:  # an offline run evaluates in the dataset's env, made as the data was collected
+        data_env, data_kwargs = datasets.dataset_env(args.dataset)
+        args.env = args.env or data_env
+        if args.env == data_env and data_kwargs:  # --env-kwarg values come later and win
+            args.env_kwarg = [f"{k}={json.dumps(v)}" for k, v in data_kwargs.items()] + list(args.env_kwarg or [])
+    args.env = args.env or "Pendulum-v1"
     if args.seeds is not None:  # several seeds: one `polyak train` per seed, or all vmapped in one process
         return train_many(args)
     if args.workers is not None or args.backend != "local" or args.address:
@@ -83,6 +87,7 @@ def cmd_data_collect(args: argparse.Namespace) -> int:
     episodes = datasets.collect_episodes(env, controller.act, args.episodes, seed=args.seed, noise=args.noise,
                                          on_reset=lambda _env, obs, info: controller.reset(adapter, obs, info))
     path = datasets.write_dataset(args.id, episodes, env.observation_space, env.action_space, env_id=args.env,
+                                  env_kwargs=parse_overrides(args.env_kwarg, "--env-kwarg"),
                                   algorithm_name=f"{controller.name} + N(0, {args.noise:g}^2) noise",
                                   description=f"polyak data collect --policy {args.policy} --episodes "
                                               f"{args.episodes} --noise {args.noise:g} --seed {args.seed}",
@@ -91,6 +96,10 @@ def cmd_data_collect(args: argparse.Namespace) -> int:
     print(f"{args.id}: {len(episodes)} episodes, {sum(len(e) for e in episodes)} steps, return "
           f"{np.mean(returns):.2f} ± {np.std(returns):.2f} ({time.perf_counter() - t0:.1f} s) -> {path}")
     return 0
+
+
+def _kwargs_text(kwargs: dict) -> str:
+    return f" ({', '.join(f'{k}={json.dumps(v)}' for k, v in kwargs.items())})" if kwargs else ""
 
 
 def cmd_data_import(args: argparse.Namespace) -> int:
@@ -105,7 +114,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, default=str))
         return 0
     print(f"{info['dataset_id']} ({info['path']}, {info['size_bytes'] / 1e6:.2f} MB)\n"
-          f"  env {info['env_id']}: observations {info['observation_space']}, actions {info['action_space']}\n"
+          f"  env {info['env_id']}{_kwargs_text(info['env_kwargs'])}: observations {info['observation_space']}, actions {info['action_space']}\n"
           f"  {info['episodes']} episodes, {info['steps']} steps (mean length {info['episode_length_mean']:.1f}; "
           f"{info['terminations']} terminated, {info['truncations']} truncated)\n"
           f"  return {info['return_mean']:.2f} ± {info['return_std']:.2f} (min {info['return_min']:.2f}, "
@@ -238,7 +247,8 @@ def make_parser() -> argparse.ArgumentParser:
                     help="Gymnasium environment id (default: Pendulum-v1, or the env the --dataset names)")
     tr.add_argument("--dataset", default=None, metavar="ID",
                     help="offline algorithms: the local Minari dataset to learn from (`polyak data collect`); "
-                         "--steps counts gradient steps, and the policy is evaluated in --env")
+                         "--steps counts gradient steps, and the policy is evaluated in --env (the dataset's env, "
+                         "made with the keywords it was collected with; --env-kwarg overrides them)")
     tr.add_argument("--steps", type=_int_at_least(1), default=20_000, help="environment steps (default: 20000)")
     tr.add_argument("--online-steps", type=_int_at_least(0), default=0, metavar="N",
                     help="offline algorithms: after --steps gradient steps on the dataset, N environment steps of "
@@ -443,7 +453,8 @@ def make_parser() -> argparse.ArgumentParser:
     dc.add_argument("--id", required=True, metavar="NAMESPACE/ENV/NAME-v0", help="dataset id")
     dc.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the first episode (default: 0)")
     dc.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
-                    help="keyword for gymnasium.make (repeatable), e.g. action_mode=direct for nelder-mead")
+                    help="keyword for gymnasium.make (repeatable), e.g. action_mode=direct for nelder-mead; "
+                         "recorded in the dataset, so offline training evaluates in the same env")
     dc.add_argument("--overwrite", action="store_true", help="replace a dataset of that id")
     dc.set_defaults(func=cmd_data_collect)
     di = das.add_parser("import", help="logged arrays (.npz, .csv, .h5) -> a Minari dataset",

@@ -22,6 +22,7 @@ index of each row; `replay_buffer` turns transitions into a full, device-residen
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -81,6 +82,7 @@ class OfflineData:
     env_id: str | None = None
     dataset_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # gymnasium.make keywords the data was collected with
 
     def __len__(self) -> int:
         return len(self.reward)
@@ -212,10 +214,11 @@ def dataset_path(dataset_id: str) -> Path:
 
 def write_dataset(dataset_id: str, episodes: list[Episode], observation_space: gym.spaces.Box,
                   action_space: gym.spaces.Box, env_id: str | None = None, algorithm_name: str = "unknown",
-                  description: str = "", overwrite: bool = False) -> Path:
+                  description: str = "", overwrite: bool = False, env_kwargs: dict[str, Any] | None = None) -> Path:
     """Validate the episodes and write them as the Minari dataset `dataset_id` (HDF5); returns its folder.
 
-    `env_id` (a registered Gymnasium id) is recorded as the dataset's environment, the one an offline
+    `env_id` (a registered Gymnasium id) with the `gymnasium.make` keywords `env_kwargs` the data was
+    collected with is recorded as the dataset's environment (Minari's env spec), the one an offline
     algorithm evaluates in. An existing dataset of that id is an error unless `overwrite`.
     """
     minari = _minari()
@@ -238,7 +241,15 @@ def write_dataset(dataset_id: str, episodes: list[Episode], observation_space: g
         buffers.append(EpisodeBuffer(id=i, observations=e.observations, actions=e.actions,
                                      rewards=e.rewards.tolist(), terminations=e.terminations.tolist(),
                                      truncations=e.truncations.tolist()))
+    if env_kwargs and env_id is None:
+        raise DatasetError(f"{dataset_id}: env_kwargs {env_kwargs} given without the env id they belong to")
     env = gym.spec(env_id) if env_id is not None else None
+    if env_kwargs:
+        try:
+            json.dumps(env_kwargs)
+        except TypeError as err:
+            raise DatasetError(f"{dataset_id}: env_kwargs must be JSON values (numbers, strings, lists): {err}") from None
+        env = dataclasses.replace(env, kwargs={**env.kwargs, **env_kwargs})
     with warnings.catch_warnings():  # Minari asks for author, e-mail and a code link; none are required
         warnings.simplefilter("ignore", UserWarning)
         minari.create_dataset_from_buffers(
@@ -289,19 +300,32 @@ def load_dataset(dataset_id: str) -> OfflineData:
                                "(dict or tuple spaces are not supported)")
     observation_space = _space(meta, "observation_space", dataset_id)
     action_space = _space(meta, "action_space", dataset_id)
-    env_spec = meta.get("env_spec")
-    env_id = json.loads(env_spec)["id"] if isinstance(env_spec, str) else getattr(env_spec, "id", None)
+    env_id, env_kwargs = _recorded_env(meta.get("env_spec"))
     info = {k: meta[k] for k in ("algorithm_name", "description", "minari_version") if k in meta}
-    return flatten(episodes, observation_space, action_space, env_id, dataset_id, info)
+    return dataclasses.replace(flatten(episodes, observation_space, action_space, env_id, dataset_id, info),
+                               env_kwargs=env_kwargs)
 
 
-def dataset_env_id(dataset_id: str) -> str | None:
-    """The environment id recorded in a local dataset's metadata (None: none recorded), without reading its data."""
+def _recorded_env(env_spec: Any) -> tuple[str | None, dict[str, Any]]:
+    """(env id, the keywords it was made with beyond its registered ones) of a dataset's recorded env spec."""
+    if isinstance(env_spec, str):
+        env_spec = json.loads(env_spec)
+    elif env_spec is not None and not isinstance(env_spec, dict):
+        env_spec = {"id": getattr(env_spec, "id", None), "kwargs": getattr(env_spec, "kwargs", {})}
+    if not env_spec:
+        return None, {}
+    env_id, kwargs = env_spec.get("id"), dict(env_spec.get("kwargs") or {})
+    registered = gym.registry[env_id].kwargs if env_id in gym.registry else {}
+    return env_id, {k: v for k, v in kwargs.items() if k not in registered or registered[k] != v}
+
+
+def dataset_env(dataset_id: str) -> tuple[str | None, dict[str, Any]]:
+    """The environment recorded in a local dataset's metadata, without reading its data: (its id, or None when
+    none is recorded; the `gymnasium.make` keywords it was collected with beyond the registered ones)."""
     meta_path = dataset_path(dataset_id) / "data" / "metadata.json"
     if not meta_path.is_file():
         load_dataset(dataset_id)  # raises the not-found error that lists the local datasets
-    env_spec = json.loads(meta_path.read_text()).get("env_spec")
-    return json.loads(env_spec).get("id") if isinstance(env_spec, str) else None
+    return _recorded_env(json.loads(meta_path.read_text()).get("env_spec"))
 
 
 def dataset_info(dataset_id: str) -> dict[str, Any]:
@@ -310,6 +334,7 @@ def dataset_info(dataset_id: str) -> dict[str, Any]:
     returns = data.episode_returns()
     size = sum(f.stat().st_size for f in dataset_path(dataset_id).rglob("*") if f.is_file())
     return {"dataset_id": dataset_id, "path": str(dataset_path(dataset_id)), "env_id": data.env_id,
+            "env_kwargs": data.env_kwargs,
             "size_bytes": size, "episodes": data.n_episodes, "steps": len(data),
             "terminations": int(data.terminated.sum()), "truncations": int(data.truncated.sum()),
             "return_mean": float(returns.mean()), "return_std": float(returns.std()),

@@ -72,3 +72,26 @@ def test_train_offline_from_a_dataset(tmp_path, capsys):
                                                                                  "step000000004.polyak"]
     assert folder.read_eval()["steps"] == 4
     assert "deterministic evaluation over 1 episodes" in capsys.readouterr().out
+
+
+def test_the_dataset_records_the_env_keywords_and_offline_training_uses_them(tmp_path, capsys):
+    """A log taken in a non-default env (here Pendulum with g = 5) is evaluated in that env, not the default one:
+    `data collect --env-kwarg` records the keywords in the dataset's env spec; `train --dataset` and the
+    library's offline classes make the env with them; a later --env-kwarg still overrides."""
+    import polyak
+
+    gravity = "test/Pendulum-v1/moon-v0"
+    assert main(["data", "collect", "--env", "Pendulum-v1", "--env-kwarg", "g=5.0", "--policy", "random",
+                 "--episodes", "1", "--id", gravity]) == 0
+    assert main(["data", "info", gravity]) == 0
+    assert "env Pendulum-v1 (g=5.0)" in capsys.readouterr().out
+    assert polyak.TD3BC("MlpPolicy", dataset=gravity, actor_hidden=[8], critic_hidden=[8]).env.unwrapped.g == 5.0
+    small = ["--steps", "2", "--log-interval", "2", "--eval-episodes", "1", "--no-progress", "--set", "net_arch=[8]",
+             "--set", "batch_size=8"]
+    assert main(["train", "td3_bc", "--dataset", gravity, "--run-dir", str(tmp_path / "a"), *small]) == 0
+    assert RunFolder(tmp_path / "a").read_config()["env_kwargs"] == {"g": 5.0}
+    assert main(["train", "td3_bc", "--dataset", gravity, "--env-kwarg", "g=9.0", "--run-dir", str(tmp_path / "b"),
+                 *small]) == 0
+    assert RunFolder(tmp_path / "b").read_config()["env_kwargs"] == {"g": 9.0}
+    main(["data", "collect", "--env", "Pendulum-v1", "--policy", "random", "--episodes", "1", "--id", DATASET])
+    assert polyak.TD3BC("MlpPolicy", dataset=DATASET, actor_hidden=[8], critic_hidden=[8]).env.unwrapped.g == 10.0  # none recorded

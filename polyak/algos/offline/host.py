@@ -90,6 +90,8 @@ class OfflineAlgorithm(Algorithm):
             if env is None:
                 raise ValueError(f"{type(self).__name__}: the dataset names no environment; pass env= (the env "
                                  "the policy is evaluated in)")
+            if is_data and self.data.env_kwargs:  # made as the data was collected (e.g. action_mode="direct")
+                env = gym.make(env, **self.data.env_kwargs)
         super().__init__(policy, env, **kwargs)
         self.learner = self._with_data(self.learner)
 
