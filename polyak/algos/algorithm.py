@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -151,7 +151,8 @@ class Algorithm:
     def _host_steps(self, total_timesteps: int) -> tuple[HostStep, Callable[[], None]]:
         """For `learn`: (step, finish). step(batch) makes the device calls of one environment step (the
         StepBatch just taken with the pending action) and returns the next action; it raises
-        NonFiniteError when an update was not finite. finish() runs when the loop ends, also on errors."""
+        NonFiniteError when an update was not finite. finish() runs when the loop ends, also on errors (whose own
+        exception is then the one raised)."""
         raise NotImplementedError
 
     def _diagnostics(self) -> Diagnostics:
@@ -349,8 +350,11 @@ class Algorithm:
                         next_log += log_interval
                     if self._callback_stops(callback):
                         break
-            finally:
-                finish()
+            except BaseException:
+                with suppress(Exception):  # the loop's own error is the one to raise, not a check after it
+                    finish()
+                raise
+            finish()
         return self
 
     def _log(self, logger: RunLogger) -> None:

@@ -40,3 +40,17 @@ def test_a_nonfinite_last_update_is_still_reported():
                  policy_kwargs=dict(net_arch=[16]), act_before_update=True)
     with pytest.raises(NonFiniteError, match=r"non-finite .*critic_loss.* at environment step 20"):
         model.learn(20)  # the first update is the last step's (num_timesteps reaches learning_starts)
+
+
+def test_an_error_in_the_loop_is_raised_as_it_is_not_replaced_by_the_final_check():
+    # the update at step 20 is non-finite and not yet checked when the env fails at step 21: the env's error is
+    # the one the user must see (learn()'s final non-finite check must not replace it)
+    def reward(step):
+        if step > 20:
+            raise RuntimeError("the beam position monitor stopped answering")
+        return 3e38
+
+    model = DDPG("MlpPolicy", CountingEnv(length=50, reward_fn=reward), seed=0, learning_starts=20, buffer_size=500,
+                 batch_size=16, policy_kwargs=dict(net_arch=[16]), act_before_update=True)
+    with pytest.raises(RuntimeError, match="stopped answering"):
+        model.learn(30)
