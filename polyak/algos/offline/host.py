@@ -43,6 +43,7 @@ from polyak.algos import registry
 from polyak.algos.algorithm import Algorithm, Callback, NonFiniteError
 from polyak.algos.offline.learner import OfflineConfig, compiled, fit_normalizer, grown, with_dataset
 from polyak.algos.offpolicy import learner as offpolicy_learner
+from polyak.algos.offpolicy.host import critic_values
 from polyak.algos.offpolicy.learner import Learner, LoopSpec, diagnostics
 from polyak.core.config import HyperparameterError
 from polyak.core.noise import NormalActionNoise
@@ -273,17 +274,7 @@ class OfflineAlgorithm(Algorithm):
     # -- inference -------------------------------------------------------------------------
     def predict_q(self, observations, actions) -> np.ndarray:
         """The critics' Q(s, a), (n, n_critics), for observations and actions in the env's units (reward units)."""
-        obs, act = np.asarray(observations, np.float32), np.asarray(actions, np.float32)
-        single = obs.ndim == 1
-        obs, act = (obs[None], act[None]) if single else (obs, act)
-        if obs.ndim != 2 or obs.shape[1] != self.agent.obs_dim or act.shape != (obs.shape[0], self.agent.act_dim):
-            raise ValueError(f"predict_q needs observations (n, {self.agent.obs_dim}) and actions "
-                             f"(n, {self.agent.act_dim}), got {np.shape(observations)} and {np.shape(actions)}")
-        self._check_finite(obs, "observation passed to predict_q()")
-        self._check_finite(act, "action passed to predict_q()")
-        q = np.asarray(self._fns["q"](self.learner.agent, self.learner.obs_rms, obs,
-                                      np.clip(self.scaler.to_agent(act), -1.0, 1.0)))
-        return q[0] if single else q
+        return critic_values(self, observations, actions)
 
     # -- checkpoints: the dataset is read again from its id ---------------------------------------
     def replay_buffer_nbytes(self) -> int:

@@ -140,23 +140,7 @@ class OffPolicyAlgorithm(Algorithm):
         `reward_scale`. Online critics, in the order the agent keeps them (column 0 is Q_1).
         Discrete actions: (n,) action indices (or (n, 1)), one critic column (Q of the Q-network).
         """
-        obs = np.asarray(observations, np.float32)
-        act = np.asarray(actions, np.float32)
-        single = obs.ndim == 1
-        obs, act = (obs[None], act[None]) if single else (obs, act)
-        if isinstance(self.scaler, DiscreteActions) and act.ndim == 1:
-            act = act[:, None]
-        if obs.ndim != 2 or obs.shape[1] != self.agent.obs_dim or act.shape != (obs.shape[0], self.agent.act_dim):
-            raise ValueError(f"predict_q needs observations (n, {self.agent.obs_dim}) and actions "
-                             f"(n, {self.agent.act_dim}), got {np.shape(observations)} and {np.shape(actions)}")
-        self._check_finite(obs, "observation passed to predict_q()")
-        self._check_finite(act, "action passed to predict_q()")
-        if isinstance(self.scaler, DiscreteActions):
-            agent_act = self.scaler.to_agent(np.rint(act[:, 0]))
-        else:
-            agent_act = np.clip(self.scaler.to_agent(act), -1.0, 1.0)
-        q = np.asarray(self._fns["q"](self.learner.agent, self.learner.obs_rms, obs, agent_act))
-        return q[0] if single else q
+        return critic_values(self, observations, actions)
 
     # -- checkpoints: the replay buffer is optional -------------------------------------------
     def replay_buffer_nbytes(self) -> int:
@@ -172,3 +156,24 @@ class OffPolicyAlgorithm(Algorithm):
 
     def _checkpoint_template(self, metadata: dict[str, Any]) -> Learner:
         return self._init_learner(jax.random.PRNGKey(0), with_buffer=metadata["includes_buffer"])
+
+
+def critic_values(model: Algorithm, observations, actions) -> np.ndarray:
+    """`predict_q` of a model whose `_fns["q"]` evaluates its critics (the off-policy and offline families)."""
+    obs = np.asarray(observations, np.float32)
+    act = np.asarray(actions, np.float32)
+    single = obs.ndim == 1
+    obs, act = (obs[None], act[None]) if single else (obs, act)
+    if isinstance(model.scaler, DiscreteActions) and act.ndim == 1:
+        act = act[:, None]
+    if obs.ndim != 2 or obs.shape[1] != model.agent.obs_dim or act.shape != (obs.shape[0], model.agent.act_dim):
+        raise ValueError(f"predict_q needs observations (n, {model.agent.obs_dim}) and actions "
+                         f"(n, {model.agent.act_dim}), got {np.shape(observations)} and {np.shape(actions)}")
+    model._check_finite(obs, "observation passed to predict_q()")
+    model._check_finite(act, "action passed to predict_q()")
+    if isinstance(model.scaler, DiscreteActions):
+        agent_act = model.scaler.to_agent(np.rint(act[:, 0]))
+    else:
+        agent_act = np.clip(model.scaler.to_agent(act), -1.0, 1.0)
+    q = np.asarray(model._fns["q"](model.learner.agent, model.learner.obs_rms, obs, agent_act))
+    return q[0] if single else q
