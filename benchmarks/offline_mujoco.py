@@ -2,7 +2,7 @@
 
     python -m benchmarks.offline_mujoco data ENV --out DIR [--sac-steps N] [--dataset-steps N]
     python -m benchmarks.offline_mujoco train ENV --out DIR [--algos td3_bc,iql,awac,cql,bc] [--steps N]
-        [--seeds 0,1,2] [--datasets medium,medium-replay,medium-expert] [--algo-steps cql=N]
+        [--seeds 0,1,2] [--datasets medium,medium-replay,medium-expert] [--algo-steps cql=N] [--set KEY=VALUE]
     python -m benchmarks.offline_mujoco table --out DIR
 
 ``data`` trains SAC (defaults, learning_starts 5000, seed 0) on ENV with every training episode recorded
@@ -126,12 +126,14 @@ def train(args) -> None:
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
     algo_steps = dict(kv.split("=") for kv in args.algo_steps.split(",") if kv)
+    overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     chunk = 1000
     for kind in args.datasets.split(","):
         for algo in args.algos.split(","):
             steps = int(algo_steps.get(algo, args.steps))
             cls = polyak.ALGORITHMS["td3_bc" if algo == "bc" else algo]
             kwargs = {"alpha": 0.0} if algo == "bc" else {}
+            kwargs.update(overrides)
             if algo == "iql":  # CORL's IQL on MuJoCo: rewards scaled by 1000 / (max - min episode return)
                 kwargs["actor_lr_decay_steps"] = steps  # the cosine schedule over this run's length
                 info = dataset_info(dataset_id(args.env, kind))
@@ -156,7 +158,7 @@ def train(args) -> None:
                                              return_episode_rewards=True)
                 row = {"env": args.env, "dataset": kind, "algo": algo, "seed": seed, "steps": steps,
                        "return": float(np.mean(returns)), "score": normalised(args.env, float(np.mean(returns))),
-                       "train_s": round(train_s, 1), "seeds_vmapped": len(seeds)}
+                       "train_s": round(train_s, 1), "seeds_vmapped": len(seeds), **({"set": overrides} if overrides else {})}
                 print(json.dumps(row), flush=True)
                 with open(out / "results.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -166,15 +168,17 @@ def table(args) -> None:
     """Mean ± std over seeds of the D4RL-normalised score, one column per (algorithm, gradient steps)."""
     rows = [json.loads(line) for line in open(Path(args.out) / "results.jsonl")]
     envs = sorted({r["env"] for r in rows})
-    columns = sorted({(r["algo"], r["steps"]) for r in rows}, key=lambda c: (-c[1], ALGOS.index(c[0])))
-    print("| env | dataset | " + " | ".join(f"{a} ({s // 1000}k)" for a, s in columns) + " |")
+    for r in rows:  # runs with --set are columns of their own
+        r["label"] = r["algo"] + "".join(f" {k}={v}" for k, v in r.get("set", {}).items())
+    columns = sorted({(r["label"], r["algo"], r["steps"]) for r in rows}, key=lambda c: (-c[2], ALGOS.index(c[1]), c[0]))
+    print("| env | dataset | " + " | ".join(f"{label} ({s // 1000}k)" for label, _, s in columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     for env in envs:
         for kind in DATASETS:
             cells = []
-            for algo, steps in columns:
+            for label, _, steps in columns:
                 s = np.array([r["score"] for r in rows
-                              if (r["env"], r["dataset"], r["algo"], r["steps"]) == (env, kind, algo, steps)])
+                              if (r["env"], r["dataset"], r["label"], r["steps"]) == (env, kind, label, steps)])
                 cells.append(f"{s.mean():.1f} ± {s.std():.1f}" + ("" if len(s) == 3 else f" (n={len(s)})")
                              if len(s) else "–")
             if any(c != "–" for c in cells):
@@ -197,6 +201,9 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=10_000, help="train: gradient steps (default 10000)")
     p.add_argument("--algo-steps", default="", help="train: per-algorithm steps, e.g. cql=2000")
     p.add_argument("--seeds", default="0,1,2", help="train: seeds, vmapped together (default 0,1,2)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="train: a hyperparameter for every algorithm run, a JSON value (repeatable); results.jsonl\n"
+                        "records it and `table` keeps such rows apart")
     p.add_argument("--eval-episodes", type=int, default=5, help="train: evaluation episodes per seed (default 5)")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
