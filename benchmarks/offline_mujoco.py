@@ -34,16 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.d3rlpy_side_by_side import D4RL_REFERENCE
+from benchmarks.d3rlpy_side_by_side import D4RL_REFERENCE, d4rl_score
 
 DATASETS = ("medium-replay", "medium", "medium-expert")
 ALGOS = ("bc", "td3_bc", "iql", "awac", "cql")
 EVAL_SEED = 10_000  # evaluation episode k of seed s is reset with seed EVAL_SEED + 100 s + k
-
-
-def normalised(env_id: str, ret: float) -> float:
-    low, high = D4RL_REFERENCE[env_id.split("-")[0]]
-    return 100.0 * (ret - low) / (high - low)
 
 
 def dataset_id(env_id: str, kind: str) -> str:
@@ -82,7 +77,7 @@ def make_data(args) -> None:
         if m.num_timesteps % args.eval_every == 0 and m.num_timesteps >= 2 * args.eval_every:
             ret = float(evaluate_policy(m, gym.make(args.env), 3, seed=20_000)[0])
             path = m.save(out / f"sac-{args.env}-{m.num_timesteps}.polyak")
-            evals.append({"step": m.num_timesteps, "return": ret, "score": normalised(args.env, ret),
+            evals.append({"step": m.num_timesteps, "return": ret, "score": d4rl_score(args.env, ret),
                           "episodes": len(rec.episodes), "path": str(path)})
             print(json.dumps({k: v for k, v in evals[-1].items() if k != "path"}),
                   f"({time.time() - t0:.0f} s)", flush=True)
@@ -157,7 +152,7 @@ def train(args) -> None:
                 returns, _ = evaluate_policy(m, gym.make(args.env), args.eval_episodes, seed=EVAL_SEED + 100 * seed,
                                              return_episode_rewards=True)
                 row = {"env": args.env, "dataset": kind, "algo": algo, "seed": seed, "steps": steps,
-                       "return": float(np.mean(returns)), "score": normalised(args.env, float(np.mean(returns))),
+                       "return": float(np.mean(returns)), "score": d4rl_score(args.env, float(np.mean(returns))),
                        "train_s": round(train_s, 1), "seeds_vmapped": len(seeds), **({"set": overrides} if overrides else {})}
                 print(json.dumps(row), flush=True)
                 with open(out / "results.jsonl", "a") as f:
@@ -206,6 +201,8 @@ def main(argv=None) -> None:
                         "records it and `table` keeps such rows apart")
     p.add_argument("--eval-episodes", type=int, default=5, help="train: evaluation episodes per seed (default 5)")
     args = p.parse_args(argv)
+    if args.command != "table" and d4rl_score(args.env, 0.0) is None:
+        p.error(f"{args.env} has no D4RL reference returns (known: {', '.join(D4RL_REFERENCE)})")
     os.makedirs(args.out, exist_ok=True)
     os.environ.setdefault("MINARI_DATASETS_PATH", os.path.join(os.path.abspath(args.out), "minari"))
     {"data": make_data, "train": train, "table": table}[args.command](args)
