@@ -59,6 +59,7 @@ def test_infinite_max_grad_norm_still_means_no_clipping():
     (["--set", "learning_rate=abc"], "polyak train: learning_rate must be a finite number, got 'abc'"),
     (["--set", "buffer_size=1e3"], "polyak train: buffer_size must be an integer, got 1000.0"),
     (["--set", "nosuch=1"], "polyak train: unknown hyperparameter"),
+    (["--set", "seed=3"], r"--set seed=\.\.\.: seed is not a hyperparameter; use --seed"),
     (["--env-kwarg", "g=[1,"], r"--env-kwarg g=\[1,: '\[1,' is not valid JSON"),
 ])
 def test_bad_command_lines_exit_nonzero_with_the_flag_named_and_leave_no_run_folder(tmp_path, capsys, args,

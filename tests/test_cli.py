@@ -92,6 +92,14 @@ def test_a_users_net_arch_sizes_the_networks_a_tuned_entry_names():
     assert (cfg.actor_hidden, cfg.critic_hidden) == ((64, 64), (32,))
 
 
+def test_set_verbose_reaches_the_model_and_set_seed_is_refused():
+    """`--set verbose=1` turns on a model's own progress output (MOPO's model fit) instead of a TypeError."""
+    assert build_model("sac", "Pendulum-v1", 0, {"verbose": 1}).verbose == 1
+    assert build_model("sac", "Pendulum-v1", 0, {}).verbose == 0
+    with pytest.raises(SystemExit, match="seed is not a hyperparameter; use --seed"):
+        build_model("sac", "Pendulum-v1", 0, {"seed": 3})
+
+
 @pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)
 def test_bad_hyperparameter_on_the_command_line_fails_before_training(tmp_path):
     with pytest.raises(SystemExit, match=r"polyak train: gamma must be in \(0, 1\], got 2.0"):

@@ -114,6 +114,11 @@ def build_model(algo: str, env, seed: int, hyperparameters: dict[str, Any], verb
     """The registered algorithm `algo` on `env`, from CLI-level hyperparameters (net_arch, action_noise='ou:0.2')."""
     cls = registry.algorithm_class(algo)
     hp = dict(hyperparameters)
+    verbose = int(hp.pop("verbose", verbose))  # --set verbose=1: the model's own progress output (e.g. MOPO's fit)
+    for name, instead in (("seed", "--seed"), ("env", "--env"), ("policy", "the algorithm's MlpPolicy"),
+                          ("policy_kwargs", "--set net_arch=[...]")):
+        if name in hp:
+            raise SystemExit(f"--set {name}=...: {name} is not a hyperparameter; use {instead}")
     policy_kwargs = {"net_arch": hp.pop("net_arch")} if "net_arch" in hp else None
     noise = parse_action_noise(hp.pop("action_noise", None))
     if "action_noise" in inspect.signature(cls.__init__).parameters:
