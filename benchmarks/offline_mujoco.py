@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.d3rlpy_side_by_side import D4RL_REFERENCE, d4rl_score
+from polyak.runs.run import parse_overrides
 
 DATASETS = ("medium-replay", "medium", "medium-expert")
 ALGOS = ("bc", "td3_bc", "iql", "awac", "cql")
@@ -121,7 +122,7 @@ def train(args) -> None:
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
     algo_steps = dict(kv.split("=") for kv in args.algo_steps.split(",") if kv)
-    overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    overrides = parse_overrides(args.set)  # polyak train's own --set parsing and errors
     chunk = 1000
     for kind in args.datasets.split(","):
         for algo in args.algos.split(","):
