@@ -18,7 +18,9 @@ on a separate env; evaluation time is not counted as training time. Recorded per
 * **time to threshold**: training wall-clock until the first evaluation at or above ``--threshold``.
 
 Peers: SB3 (SAC, TD3), sb3-contrib (TQC, CrossQ), SBX (SAC, TD3, TQC, CrossQ). ``--out FILE`` writes every
-raw number as JSON; ``--worker TASK`` is the subprocess side.
+raw number as JSON, rewritten after each run, so a comparison stopped part-way keeps the runs it finished;
+``--resume`` reads ``--out`` first and runs only the (env, algorithm, library, seed) it lacks, so the
+full comparison (hours of CPU) can be spread over several sessions. ``--worker TASK`` is the subprocess side.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import dataclasses
 import datetime
 import inspect
 import json
+import os
 import statistics
 import sys
 import time
@@ -276,9 +279,45 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", action="append", default=[], metavar="ENV=RETURN",
                    help="return threshold for the time-to-threshold column (default "
                         + ", ".join(f"{k}={v:.0f}" for k, v in DEFAULT_THRESHOLDS.items()) + ")")
-    p.add_argument("--out", help="write every raw number as JSON")
+    p.add_argument("--out", help="write every raw number as JSON (rewritten after each run)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the finished runs already in --out (same --steps, --learning-starts, --eval-every and "
+                        "--eval-episodes) and run only the missing ones")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
+
+
+RUN_SETTINGS = ("steps", "learning_starts", "eval_every", "eval_episodes")
+
+
+def _resumed_runs(args) -> list[dict[str, Any]]:
+    """The runs of an earlier `--out` file, refused when they were made with other run settings."""
+    if not args.out:
+        raise SystemExit("--resume needs --out FILE (the file whose finished runs it keeps)")
+    try:
+        with open(args.out) as f:
+            earlier = json.load(f)
+    except FileNotFoundError:
+        return []
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"--resume: cannot read {args.out}: {e}") from e
+    differ = [k for k in RUN_SETTINGS if earlier.get("args", {}).get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"--resume: {args.out} was written with other run settings ("
+                         + ", ".join(f"{k} {earlier['args'].get(k)} there, {getattr(args, k)} now" for k in differ)
+                         + "); use another --out")
+    return list(earlier.get("runs", []))
+
+
+def _write(args, cfg, thresholds: dict[str, float], runs: list[dict[str, Any]]) -> None:
+    """Write --out atomically (a temporary file renamed over it): a stop mid-write keeps the previous file."""
+    payload = {"date": datetime.datetime.now().isoformat(), "machine": machine_info(),
+               "versions": library_versions(VERSION_PACKAGES), "config": dataclasses.asdict(cfg),
+               "args": vars(args), "thresholds": thresholds, "runs": runs, "summary": summarize(runs, thresholds)}
+    tmp = f"{args.out}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(tmp, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,11 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.threshold:
         key, _, value = item.partition("=")
         thresholds[key] = float(value)
-    runs = []
+    runs = _resumed_runs(args) if args.resume else []
+    done = {(r["env"], r["algo"], r["lib"], r["seed"]) for r in runs if r.get("status") == "ok"}
     for env_id in args.envs:
         for seed in range(args.seeds):
             for algo in args.algos:
                 for lib in args.libs:
+                    if (env_id, algo, lib, seed) in done:
+                        continue
                     cmd = [sys.executable, "-m", "benchmarks.bench_mujoco", "--worker", f"{lib}:{algo}:{env_id}:{seed}",
                            "--steps", str(args.steps), "--learning-starts", str(args.learning_starts),
                            "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
@@ -306,20 +348,21 @@ def main(argv: list[str] | None = None) -> int:
                     result.setdefault("algo", algo)
                     result.setdefault("env", env_id)
                     result.setdefault("seed", seed)
+                    result["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+                    runs = [r for r in runs if (r["env"], r["algo"], r["lib"], r["seed"]) != (env_id, algo, lib, seed)]
                     runs.append(result)
                     state = (f"{result['steps_per_s']:.0f} steps/s, return {result['final_return']:.0f}"
                              if result.get("status") == "ok" else result.get("error", "")[-300:])
                     print(f"[{datetime.datetime.now():%H:%M:%S}] {env_id} {algo} {lib} seed {seed}: {state} "
                           f"(other load {result.get('other_load_cores') or 0:.2f} cores)", file=sys.stderr, flush=True)
+                    if args.out:
+                        _write(args, cfg, thresholds, runs)
     rows = summarize(runs, thresholds)
     print(markdown(rows, thresholds))
     print(f"\n{args.steps} steps, {args.seeds} seeds, learning_starts {args.learning_starts}; "
           f"hyperparameters: {dataclasses.asdict(cfg)}; machine: {machine_info()}")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"date": datetime.datetime.now().isoformat(), "machine": machine_info(),
-                       "versions": library_versions(VERSION_PACKAGES), "config": dataclasses.asdict(cfg),
-                       "args": vars(args), "thresholds": thresholds, "runs": runs, "summary": rows}, f, indent=1)
+        _write(args, cfg, thresholds, runs)
     return 0
 
 
