@@ -12,13 +12,14 @@ Per gradient step, on a batch (s, a, r, s', d) of the dataset:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from polyak.algos.offline.host import OfflineAlgorithm
 from polyak.algos.offline.learner import OfflineAgent, OfflineConfig
-from polyak.algos.offpolicy.actor_critic import DeterministicAgent, TD3State
+from polyak.algos.offpolicy.actor_critic import DeterministicAgent
 from polyak.algos.registry import register
 from polyak.core.config import need
 from polyak.core.losses import bootstrap_target, polyak_average
@@ -50,11 +51,27 @@ def td3_bc_actor_loss(q_pi: jax.Array, pi_action: jax.Array, data_action: jax.Ar
     return -lam * q_pi.mean() + jnp.mean((pi_action - data_action) ** 2), lam
 
 
+class TD3BCState(NamedTuple):
+    """TD3's state plus the behaviour-cloning term of the latest actor step (logged as `bc_mse`)."""
+    actor_params: Any
+    critic_params: Any
+    target_actor_params: Any
+    target_critic_params: Any
+    actor_opt: Any
+    critic_opt: Any
+    n_updates: jax.Array
+    last_actor_loss: jax.Array
+    last_bc_mse: jax.Array  # mean (mu(s) - a)^2 on the latest actor step's batch, before that step
+
+
 @dataclass(frozen=True)
 class TD3BCAgent(DeterministicAgent, OfflineAgent):
     cfg: TD3BCConfig
 
-    def update(self, state: TD3State, batch: Transition, key: jax.Array) -> tuple[TD3State, dict, UpdateInfo]:
+    def init(self, key: jax.Array) -> TD3BCState:
+        return TD3BCState(*super().init(key), last_bc_mse=jnp.zeros((), jnp.float32))
+
+    def update(self, state: TD3BCState, batch: Transition, key: jax.Array) -> tuple[TD3BCState, dict, UpdateInfo]:
         cfg = self.cfg
         # 1. target policy smoothing: a' = clip(mu'(s') + clip(eps, -c, c), -1, 1)
         next_action = self.smoothed_target_action(state.target_actor_params, batch.next_obs, key)
@@ -67,22 +84,24 @@ class TD3BCAgent(DeterministicAgent, OfflineAgent):
         state = state._replace(critic_params=critic_params, critic_opt=critic_opt, n_updates=n_updates)
 
         # 4. delayed actor step: -lambda Q_1(s, mu(s)) + (mu(s) - a)^2; Polyak averaging of all targets
-        def delayed(state: TD3State) -> TD3State:
+        def delayed(state: TD3BCState) -> TD3BCState:
             def actor_loss_fn(actor_params):
                 pi = self.actor.apply(actor_params, batch.obs)
                 q_pi = self.critic.apply(state.critic_params, batch.obs, pi)[0]
-                return td3_bc_actor_loss(q_pi, pi, batch.action, cfg.alpha)
+                loss, _lam = td3_bc_actor_loss(q_pi, pi, batch.action, cfg.alpha)
+                return loss, jnp.mean((pi - batch.action) ** 2)
 
-            actor_params, actor_opt, actor_loss, _ = gradient_step(self.actor_optimizer, actor_loss_fn,
-                                                                   state.actor_params, state.actor_opt)
+            actor_params, actor_opt, actor_loss, bc = gradient_step(self.actor_optimizer, actor_loss_fn,
+                                                                    state.actor_params, state.actor_opt)
             return state._replace(
-                actor_params=actor_params, actor_opt=actor_opt, last_actor_loss=actor_loss,
+                actor_params=actor_params, actor_opt=actor_opt, last_actor_loss=actor_loss, last_bc_mse=bc,
                 target_actor_params=polyak_average(actor_params, state.target_actor_params, cfg.tau),
                 target_critic_params=polyak_average(state.critic_params, state.target_critic_params, cfg.tau))
 
         state = jax.lax.cond(n_updates % cfg.policy_delay == 0, delayed, lambda s: s, state)
-        bc = jnp.mean((self.actor.apply(state.actor_params, batch.obs) - batch.action) ** 2)
-        metrics = {"critic_loss": critic_loss, "actor_loss": state.last_actor_loss, "bc_mse": bc, "q_mean": q.mean()}
+        # the actor's loss terms are those of its latest step (no extra actor pass per critic step)
+        metrics = {"critic_loss": critic_loss, "actor_loss": state.last_actor_loss, "bc_mse": state.last_bc_mse,
+                   "q_mean": q.mean()}
         return state, metrics, UpdateInfo(q_abs_max=jnp.abs(q).max())
 
 
