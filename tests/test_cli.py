@@ -98,6 +98,9 @@ def test_set_verbose_reaches_the_model_and_set_seed_is_refused():
     assert build_model("sac", "Pendulum-v1", 0, {}).verbose == 0
     with pytest.raises(SystemExit, match="seed is not a hyperparameter; use --seed"):
         build_model("sac", "Pendulum-v1", 0, {"seed": 3})
+    for bad in ("abc", 1.5, -1, True):  # what parse_overrides makes of --set verbose=abc / 1.5 / -1 / true
+        with pytest.raises(SystemExit, match=r"--set verbose=.*: verbose must be an integer >= 0"):
+            build_model("sac", "Pendulum-v1", 0, {"verbose": bad})
 
 
 @pytest.mark.gym029  # also under gymnasium 0.29.1 (ci/gym029.sh)

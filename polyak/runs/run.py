@@ -114,7 +114,9 @@ def build_model(algo: str, env, seed: int, hyperparameters: dict[str, Any], verb
     """The registered algorithm `algo` on `env`, from CLI-level hyperparameters (net_arch, action_noise='ou:0.2')."""
     cls = registry.algorithm_class(algo)
     hp = dict(hyperparameters)
-    verbose = int(hp.pop("verbose", verbose))  # --set verbose=1: the model's own progress output (e.g. MOPO's fit)
+    verbose = hp.pop("verbose", verbose)  # --set verbose=1: the model's own progress output (e.g. MOPO's fit)
+    if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose < 0:
+        raise SystemExit(f"--set verbose={verbose!r}: verbose must be an integer >= 0 (0: quiet)")
     for name, instead in (("seed", "--seed"), ("env", "--env"), ("policy", "the algorithm's MlpPolicy"),
                           ("policy_kwargs", "--set net_arch=[...]")):
         if name in hp:
