@@ -12,14 +12,14 @@ Per gradient step, on a batch (s, a, r, s', d) of the dataset:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from polyak.algos.offline.host import OfflineAlgorithm
 from polyak.algos.offline.learner import OfflineAgent, OfflineConfig
-from polyak.algos.offpolicy.actor_critic import DeterministicAgent
+from polyak.algos.offpolicy.actor_critic import DeterministicAgent, TD3State
 from polyak.algos.registry import register
 from polyak.core.config import need
 from polyak.core.losses import bootstrap_target, polyak_average
@@ -51,17 +51,9 @@ def td3_bc_actor_loss(q_pi: jax.Array, pi_action: jax.Array, data_action: jax.Ar
     return -lam * q_pi.mean() + jnp.mean((pi_action - data_action) ** 2), lam
 
 
-class TD3BCState(NamedTuple):
-    """TD3's state plus the behaviour-cloning term of the latest actor step (logged as `bc_mse`)."""
-    actor_params: Any
-    critic_params: Any
-    target_actor_params: Any
-    target_critic_params: Any
-    actor_opt: Any
-    critic_opt: Any
-    n_updates: jax.Array
-    last_actor_loss: jax.Array
-    last_bc_mse: jax.Array  # mean (mu(s) - a)^2 on the latest actor step's batch, before that step
+# TD3's state (the same fields, derived, not restated) plus the behaviour-cloning term of the latest actor step:
+# mean (mu(s) - a)^2 on that step's batch, before the step, logged as `bc_mse` between actor steps
+TD3BCState = NamedTuple("TD3BCState", [*TD3State.__annotations__.items(), ("last_bc_mse", jax.Array)])
 
 
 @dataclass(frozen=True)
