@@ -20,7 +20,9 @@ on a separate env; evaluation time is not counted as training time. Recorded per
 Peers: SB3 (SAC, TD3), sb3-contrib (TQC, CrossQ), SBX (SAC, TD3, TQC, CrossQ). ``--out FILE`` writes every
 raw number as JSON, rewritten after each run, so a comparison stopped part-way keeps the runs it finished;
 ``--resume`` reads ``--out`` first and runs only the (env, algorithm, library, seed) it lacks, so the
-full comparison (hours of CPU) can be spread over several sessions. ``--worker TASK`` is the subprocess side.
+full comparison (hours of CPU) can be spread over several sessions. ``--first-seed K`` starts the seeds at K, so
+two processes, one per core, can run disjoint seeds into their own ``--out`` files; ``--report FILE ...`` prints
+the tables of several such files together and runs nothing. ``--worker TASK`` is the subprocess side.
 """
 
 from __future__ import annotations
@@ -270,7 +272,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--algos", type=_csv(ALGOS), default=list(ALGOS), help=f"comma-separated from {','.join(ALGOS)}")
     p.add_argument("--libs", type=_csv(LIBS), default=list(LIBS),
                    help="comma-separated from polyak,sb3,sbx (sb3: Stable-Baselines3, sb3-contrib for TQC and CrossQ)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds FIRST..FIRST+N-1 (default 3)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     p.add_argument("--steps", type=int, default=100_000, help="environment steps per run (default 100000)")
     p.add_argument("--learning-starts", type=int, default=MujocoConfig.learning_starts,
                    help=f"random warm-up steps (default {MujocoConfig.learning_starts})")
@@ -283,6 +286,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="keep the finished runs already in --out (same --steps, --learning-starts, --eval-every and "
                         "--eval-episodes) and run only the missing ones")
+    p.add_argument("--report", nargs="+", metavar="FILE",
+                   help="run nothing: print the tables of the runs in these --out files together (e.g. the seeds "
+                        "that separate processes, one per core, wrote with --first-seed)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
 
@@ -309,6 +315,30 @@ def _resumed_runs(args) -> list[dict[str, Any]]:
     return list(earlier.get("runs", []))
 
 
+def _report_runs(paths: list[str]) -> list[dict[str, Any]]:
+    """The runs of several --out files; they must share their run settings, and a (env, algo, lib, seed) may appear
+    in only one of them."""
+    runs: list[dict[str, Any]] = []
+    settings: dict[str, Any] | None = None
+    for path in paths:
+        try:
+            with open(path) as f:
+                payload = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"--report: cannot read {path}: {e}") from e
+        these = {k: payload.get("args", {}).get(k) for k in RUN_SETTINGS}
+        if settings is not None and these != settings:
+            raise SystemExit(f"--report: {path} was written with other run settings ({these}) than {paths[0]} "
+                             f"({settings})")
+        settings = these
+        runs.extend(payload.get("runs", []))
+    ok = [(r["env"], r["algo"], r["lib"], r["seed"]) for r in runs if r.get("status") == "ok"]
+    twice = sorted({k for k in ok if ok.count(k) > 1})
+    if twice:
+        raise SystemExit(f"--report: these runs appear in more than one file: {twice}")
+    return runs
+
+
 def _write(args, cfg, thresholds: dict[str, float], runs: list[dict[str, Any]]) -> None:
     """Write --out atomically (a temporary file renamed over it): a stop mid-write keeps the previous file."""
     payload = {"date": datetime.datetime.now().isoformat(), "machine": machine_info(),
@@ -332,10 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.threshold:
         key, _, value = item.partition("=")
         thresholds[key] = float(value)
+    if args.report:
+        print(markdown(summarize(_report_runs(args.report), thresholds), thresholds))
+        return 0
     runs = _resumed_runs(args) if args.resume else []
     done = {(r["env"], r["algo"], r["lib"], r["seed"]) for r in runs if r.get("status") == "ok"}
     for env_id in args.envs:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for algo in args.algos:
                 for lib in args.libs:
                     if (env_id, algo, lib, seed) in done:
@@ -359,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                         _write(args, cfg, thresholds, runs)
     rows = summarize(runs, thresholds)
     print(markdown(rows, thresholds))
-    print(f"\n{args.steps} steps, {args.seeds} seeds, learning_starts {args.learning_starts}; "
+    print(f"\n{args.steps} steps, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}, "
+          f"learning_starts {args.learning_starts}; "
           f"hyperparameters: {dataclasses.asdict(cfg)}; machine: {machine_info()}")
     if args.out:
         _write(args, cfg, thresholds, runs)

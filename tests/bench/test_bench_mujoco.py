@@ -58,3 +58,26 @@ def test_resume_refuses_a_file_made_with_other_run_settings(tmp_path, monkeypatc
         bm.main(argv + ["--resume"])
     with pytest.raises(SystemExit, match="--resume needs --out"):
         bm.main(argv[:argv.index("--out")] + ["--resume"])
+
+
+def test_first_seed_and_report_join_the_files_of_separate_processes(tmp_path, monkeypatch, capsys):
+    calls: list[str] = []
+    monkeypatch.setattr(bm, "run_worker", _fake_worker(calls))
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    bm.main(_argv(a, 1)[:-2] + ["--out", str(a), "--libs", "polyak"])
+    bm.main(_argv(b, 2)[:-2] + ["--out", str(b), "--libs", "polyak", "--first-seed", "1"])
+    assert calls == ["polyak:sac:Hopper-v5:0", "polyak:sac:Hopper-v5:1", "polyak:sac:Hopper-v5:2"]
+    capsys.readouterr()
+    assert bm.main(["--report", str(a), str(b)]) == 0
+    table = capsys.readouterr().out
+    # seeds 0, 1, 2 together: final returns 10, 20, 30 -> mean 20 ± 8.16, median steps/s 101
+    assert "| Hopper-v5 | sac | polyak | 3 | 101 | 90 | 20 ± 8 |" in table
+
+    with pytest.raises(SystemExit, match="appear in more than one file"):
+        bm.main(["--report", str(a), str(a)])
+    c = tmp_path / "c.json"
+    argv = _argv(c, 1)[:-2] + ["--out", str(c), "--libs", "polyak"]
+    argv[argv.index("--steps") + 1] = "400"
+    bm.main(argv)
+    with pytest.raises(SystemExit, match="other run settings"):
+        bm.main(["--report", str(a), str(c)])
