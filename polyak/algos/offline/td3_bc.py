@@ -79,7 +79,7 @@ class TD3BCAgent(DeterministicAgent, OfflineAgent):
         def delayed(state: TD3BCState) -> TD3BCState:
             def actor_loss_fn(actor_params):
                 pi = self.actor.apply(actor_params, batch.obs)
-                q_pi = self.critic.apply(state.critic_params, batch.obs, pi)[0]
+                q_pi = self.q1(state.critic_params, batch.obs, pi)
                 loss, _lam = td3_bc_actor_loss(q_pi, pi, batch.action, cfg.alpha)
                 return loss, jnp.mean((pi - batch.action) ** 2)
 

@@ -34,8 +34,18 @@ class ActorCriticAgent(Agent):
     def optimizer(self) -> optax.GradientTransformation:
         return optax.adam(self.cfg.learning_rate)
 
+    @cached_property
+    def first_critic(self) -> CriticEnsemble:
+        """The ensemble's module with one member: applied to member 0's parameters it is Q_1 alone."""
+        return CriticEnsemble(self.cfg.critic_hidden, 1)
+
     def q_values(self, state, obs: jax.Array, action: jax.Array) -> jax.Array:
         return self.critic.apply(state.critic_params, obs, action)
+
+    def q1(self, critic_params, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """Q_1(s, a) alone. Slicing the whole ensemble's output would compute every critic (one batched matmul per
+        layer), and in an actor step also back-propagate through every one."""
+        return self.first_critic.apply(jax.tree.map(lambda x: x[:1], critic_params), obs, action)[0]
 
     def critic_step(self, critic_params, critic_opt, batch: Transition, y: jax.Array):
         """L_Q = 1/2 sum_j mean (Q_j(s, a) - y)^2 and one Adam step; returns (params, opt, loss, Q)."""
@@ -88,7 +98,7 @@ class DeterministicAgent(ActorCriticAgent):
     def actor_step(self, state: TD3State, critic_params, obs: jax.Array):
         """L_mu = -mean Q_1(s, mu(s)), one Adam step."""
         def actor_loss_fn(actor_params):
-            return -self.critic.apply(critic_params, obs, self.actor.apply(actor_params, obs))[0].mean(), None
+            return -self.q1(critic_params, obs, self.actor.apply(actor_params, obs)).mean(), None
 
         actor_params, actor_opt, loss, _ = gradient_step(self.optimizer, actor_loss_fn, state.actor_params,
                                                          state.actor_opt)

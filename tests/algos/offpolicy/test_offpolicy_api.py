@@ -201,3 +201,25 @@ def test_env_id_string_gym_env_and_algorithm_registry():
     assert SAC("MlpPolicy", "Pendulum-v1", **TINY).env_id == "Pendulum-v1"
     with pytest.raises(TypeError, match="env must be"):
         SAC("MlpPolicy", 42)
+
+
+def test_q1_is_the_first_critic_of_the_ensemble_and_its_actor_gradient():
+    """TD3's (and TD3+BC's) actor uses Q_1 alone, evaluated on member 0's parameters only: equal to the first row
+    of the whole ensemble's output, and so is the actor's gradient through it."""
+    from polyak.algos.offpolicy.td3 import TD3Agent, TD3Config
+
+    agent = TD3Agent(TD3Config(critic_hidden=(8, 8), actor_hidden=(8,), n_critics=3), obs_dim=3, act_dim=2)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
+    act = jax.random.uniform(jax.random.PRNGKey(2), (5, 2), minval=-1, maxval=1)
+    full = agent.critic.apply(state.critic_params, obs, act)
+    assert full.shape == (3, 5) and not np.allclose(full[0], full[1])  # distinct members
+    np.testing.assert_allclose(agent.q1(state.critic_params, obs, act), full[0], rtol=1e-6)
+
+    def loss(q_of):
+        return lambda p: -q_of(state.critic_params, obs, agent.actor.apply(p, obs)).mean()
+
+    g1 = jax.grad(loss(agent.q1))(state.actor_params)
+    g_full = jax.grad(loss(lambda c, o, a: agent.critic.apply(c, o, a)[0]))(state.actor_params)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g_full), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
