@@ -38,8 +38,10 @@ class WorldModel(Protocol):
     def init(self, key: jax.Array) -> Any:
         """An unfitted state with the fitted state's pytree structure (a checkpoint can be restored into it)."""
 
-    def fit(self, key: jax.Array, rows: Transition, n_steps: int) -> tuple[Any, jax.Array]:
-        """Fit on rows in dataset order (host-side); returns the state and every member's one-step MSE."""
+    def fit(self, key: jax.Array, rows: Transition, n_steps: int, episode: np.ndarray | None = None
+            ) -> tuple[Any, jax.Array]:
+        """Fit on rows in dataset order (host-side); returns the state and every member's one-step MSE. `episode`:
+        each row's episode id where the data has them (a model of whole episodes uses them)."""
 
     def members(self, state: Any) -> jax.Array:
         """Indices of the members that roll out."""
@@ -73,7 +75,8 @@ class EnsembleModel:
     def init(self, key: jax.Array) -> Any:
         return self.ensemble.init(key, jnp.zeros((1, self.ensemble.obs_dim)), jnp.zeros((1, self.ensemble.act_dim)))
 
-    def fit(self, key: jax.Array, rows: Transition, n_steps: int) -> tuple[Any, jax.Array]:
+    def fit(self, key: jax.Array, rows: Transition, n_steps: int, episode: np.ndarray | None = None
+            ) -> tuple[Any, jax.Array]:
         return self.ensemble.fit(key, (rows.obs, rows.action, rows.reward, rows.next_obs), n_steps, self.holdout)
 
     def members(self, state: Any) -> jax.Array:
@@ -89,14 +92,22 @@ class EnsembleModel:
         return next_obs, reward, max_deviation(mean[state.elites, :, :-1])  # s'_i - s: the same spread as s'_i
 
 
-def split_episodes(rows: Transition) -> list[dict[str, np.ndarray]]:
-    """Rows in dataset order cut into episodes: row t + 1 continues row t when row t did not terminate and
-    obs[t + 1] is exactly next_obs[t] (a truncation followed by a reset breaks the chain)."""
+def split_episodes(rows: Transition, episode: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+    """Rows in dataset order cut into episodes. With `episode` (each row's episode id) row t + 1 continues row t
+    when both carry the same id. Without ids they are inferred: row t + 1 continues row t when row t did not
+    terminate and obs[t + 1] is exactly next_obs[t] (a truncation followed by a reset breaks the chain, unless
+    the reset observation happens to equal the final one)."""
     obs, action, reward, next_obs, terminated = (np.asarray(x) for x in rows)
     if len(obs) == 0:
         raise ValueError("no transitions to fit a model on")
     action = action.reshape(len(action), -1)
-    continues = (terminated[:-1] == 0) & np.all(obs[1:] == next_obs[:-1], axis=-1)
+    if episode is not None:
+        episode = np.asarray(episode)
+        if episode.shape != (len(obs),):
+            raise ValueError(f"episode ids must have one entry per row, shape ({len(obs)},); got {episode.shape}")
+        continues = episode[1:] == episode[:-1]
+    else:
+        continues = (terminated[:-1] == 0) & np.all(obs[1:] == next_obs[:-1], axis=-1)
     ends = np.concatenate([np.flatnonzero(~continues) + 1, [len(obs)]])
     starts = np.concatenate([[0], ends[:-1]])
     return [{"observations": np.concatenate([obs[a:b], next_obs[b - 1:b]]), "actions": action[a:b],
@@ -132,8 +143,9 @@ class KoopmanModel:
         return state._replace(obs=Standardizer(jnp.zeros(k.obs_dim), jnp.ones(k.obs_dim)),
                               act=Standardizer(jnp.zeros(k.act_dim), jnp.ones(k.act_dim)))
 
-    def fit(self, key: jax.Array, rows: Transition, n_steps: int) -> tuple[Any, jax.Array]:
-        state, _ = self.koopman.fit(key, make_segments(split_episodes(rows), self.koopman.horizon), n_steps)
+    def fit(self, key: jax.Array, rows: Transition, n_steps: int, episode: np.ndarray | None = None
+            ) -> tuple[Any, jax.Array]:
+        state, _ = self.koopman.fit(key, make_segments(split_episodes(rows, episode), self.koopman.horizon), n_steps)
         pred, reward = self._predict(state, jnp.asarray(rows.obs), jnp.asarray(rows.action))
         err = jnp.concatenate([pred - jnp.asarray(rows.next_obs), (reward - jnp.asarray(rows.reward))[..., None]], -1)
         return state, (err**2).mean(axis=(1, 2))

@@ -230,12 +230,13 @@ class MOPOAgent(SoftAgent):
         return SoftAgent.policy_entropy(self, state.sac, obs, key, n_samples)
 
     # -- step 0: the model ----------------------------------------------------------------------
-    def fit_model(self, state: MOPOState, rows: Transition, key: jax.Array) -> MOPOState:
+    def fit_model(self, state: MOPOState, rows: Transition, key: jax.Array,
+                  episode: np.ndarray | None = None) -> MOPOState:
         """The world model on the rows (s, a, r, s'), in dataset order (mlp: elites by held-out error; koopman: on the
-        episodes' H-step windows); the termination classifier if any row terminates. Host-side (a few jitted calls);
-        deterministic given `key`."""
+        episodes' H-step windows, cut by `episode`, the rows' episode ids, where the data has them); the termination
+        classifier if any row terminates. Host-side (a few jitted calls); deterministic given `key`."""
         k_model, k_term = jax.random.split(key)
-        model, mse = self.world_model.fit(k_model, rows, self.cfg.model_train_steps)
+        model, mse = self.world_model.fit(k_model, rows, self.cfg.model_train_steps, episode)
         terminates = bool(np.any(np.asarray(rows.terminated) > 0))
         termination = state.termination
         if terminates:
@@ -322,7 +323,9 @@ class MOPO(OfflineAlgorithm):
             buffer = self.learner.buffer  # before any online step: exactly the dataset's rows
             rows = jax.tree.map(lambda x: np.asarray(x)[: int(buffer.size)], buffer.data)
             key, k_fit = jax.random.split(self.learner.key)
-            agent = self.agent.fit_model(self.learner.agent, rows, k_fit)
+            episode = getattr(self.data, "episode", None)  # an OfflineData's ids; a ReplayBuffer has none
+            episode = episode if episode is not None and len(episode) == int(buffer.size) else None
+            agent = self.agent.fit_model(self.learner.agent, rows, k_fit, episode)
             self.learner = jax.tree.map(jnp.array, self.learner._replace(agent=agent, key=key))
             if self.verbose:
                 mse = np.asarray(agent.model_mse)

@@ -89,6 +89,20 @@ def test_episodes_are_recovered_from_the_rows():
     np.testing.assert_array_equal(episodes[2]["rewards"], [-5.0])
 
 
+def test_episode_ids_cut_where_the_rows_alone_cannot_tell():
+    # episode 0 is truncated at obs 2 -> 3, and episode 1 happens to reset at 3: the chain of rows looks unbroken
+    obs = np.array([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    next_obs = obs + 1.0
+    rows = Transition(obs, np.zeros((5, 1)), np.zeros(5), next_obs, np.zeros(5))
+    assert [len(e["actions"]) for e in split_episodes(rows)] == [5]  # inferred: one episode
+    episodes = split_episodes(rows, episode=np.array([0, 0, 0, 1, 1]))
+    assert [len(e["actions"]) for e in episodes] == [3, 2]
+    np.testing.assert_array_equal(episodes[0]["observations"][:, 0], [0, 1, 2, 3])
+    np.testing.assert_array_equal(episodes[1]["observations"][:, 0], [3, 4, 5])
+    with pytest.raises(ValueError, match="one entry per row"):
+        split_episodes(rows, episode=np.zeros(4))
+
+
 def test_fit_train_and_resume_bit_exactly(dataset, tmp_path):
     straight = polyak.MOPO("MlpPolicy", dataset=dataset.dataset_id, seed=2, eval_episodes=0, **TINY)
     straight.learn(4, log_interval=2)
