@@ -31,12 +31,7 @@ def assert_same(actual, rec: dict, what: str) -> None:
     expected = as_array(rec)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
-    if np.issubdtype(expected.dtype, np.floating):
-        # the old code's float32 results to float32 rounding: XLA's CPU code differs in the last bits between
-        # processors (seen: an AMD EPYC against the Intel Xeon that wrote the files, relative differences ~1e-7)
-        np.testing.assert_allclose(actual, expected, rtol=2e-6, atol=1e-6, err_msg=what)
-    else:
-        np.testing.assert_array_equal(actual, expected, err_msg=what)
+    np.testing.assert_array_equal(actual, expected, err_msg=what)
 
 
 def check_outputs(model, entry: dict) -> None:
