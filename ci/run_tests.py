@@ -4,8 +4,6 @@ Why several processes: a single pytest process that compiles every algorithm's X
 a segmentation fault inside XLA's compiler after ~20 minutes (root cause not found); each group below compiles
 a fraction of them. Why two at a time: most of the suite's time is XLA compilation, which is single-threaded,
 so two processes keep both cores of a 2-core machine busy. Each group's output is printed when it ends.
-All groups share one XLA persistent compilation cache (a fresh temporary folder, removed at the end; see
-tests/conftest.py), so a program one group compiled is not compiled again by another.
 
     python3 ci/run_tests.py              # every group, two lanes (CI, after `pip install -e ".[test]"`)
     python3 ci/run_tests.py --jobs 1     # one group after another
@@ -17,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,16 +62,8 @@ def main() -> int:
             print(f"{name}: {' '.join(cmd)}")
         return 0 if args.list else 2
     start = time.monotonic()
-    cache = None
-    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        cache = tempfile.mkdtemp(prefix="polyak-ci-xla-cache-")
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            results = list(pool.map(lambda g: run(*g, extra), groups))
-    finally:
-        if cache is not None:
-            shutil.rmtree(cache, ignore_errors=True)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda g: run(*g, extra), groups))
     print(f"\n===== {len(results)} groups in {(time.monotonic() - start) / 60:.1f} min")
     for name, code, elapsed, out in results:
         summary = next((line for line in reversed(out.splitlines()) if line.startswith("=")), "")
