@@ -55,7 +55,7 @@ def outputs_of_357b62c(entry: dict) -> dict:
     return out
 
 
-RECORDINGS = [{"machine": EXPECTED["written_by"]["machine"], "isa": None,
+RECORDINGS = [{"machine": EXPECTED["written_by"]["machine"], "isa": EXPECTED["written_by"].get("isa"),
                "outputs": {name: outputs_of_357b62c(entry) for name, entry in MODELS.items()}},
               *EXPECTED.get("recordings", [])]
 
