@@ -6,8 +6,10 @@ describe the same machine in different units:
     challenge (flattened, 13)   beam:    2 (b - low_t) / (high_t - low_t) - 1   with the *target's* bounds
                                 magnets: m / limits                             target: 2 (t - low_t) / (high_t - low_t) - 1
                                 action a in [-1, 1] -> delta = a * (6.1782e-4, 6.1782e-4, 2, 2, 2)
-    twin (17, or 13)            reading / screen half-size, magnets / limits, target / screen half-size,
-                                symlog(reading - target) (the 4 extra entries), all clipped to [-1, 1]
+    twin (17, 13 or 26)         reading / screen half-size, magnets / limits, target / screen half-size,
+                                symlog(reading - target) (the 4 extra entries), all clipped to [-1, 1];
+                                "with_history": + the previous step's symlog errors and magnet change / max_delta,
+                                computed from the previous challenge observation
                                 action in physical units (the model's scaler maps its [-1, 1] to +-(6.18e-4, ..., 2))
 
 `ChallengeTwinMap` converts between them: the challenge observation is mapped back to physical units (the
@@ -39,13 +41,13 @@ from polyak.envs.transverse_tuning import (
     TransverseTuning,
 )
 
-OBSERVATION_SIZES = {"with_log_errors": 17, "challenge": 13}
+OBSERVATION_SIZES = {"with_log_errors": 17, "challenge": 13, "with_history": 26}
 
 
 class ChallengeTwinMap:
     """Observation and action maps between an env with the challenge's conventions and the twin.
 
-    observation: the twin's observation variant ("with_log_errors" or "challenge"); action_low/high: the
+    observation: the twin's observation variant ("with_log_errors", "challenge" or "with_history"); action_low/high: the
     challenge env's action bounds in physical units before its `RescaleAction(-1, 1)` (default: the
     challenge's delta bounds); magnet and target bounds: the challenge's Dict spaces.
     """
@@ -83,11 +85,18 @@ class ChallengeTwinMap:
         half, mid = (self.target_high - self.target_low) / 2, (self.target_high + self.target_low) / 2
         return obs[..., 0:4] * half + mid, obs[..., 4:9] * self.magnet_limits, obs[..., 9:13] * half + mid
 
-    def twin_observation(self, obs: np.ndarray) -> np.ndarray:
-        """The twin's observation (17 or 13 entries) of the same readings, magnets and target."""
+    def twin_observation(self, obs: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """The twin's observation (17, 13 or 26 entries) of the same readings, magnets and target.
+
+        "with_history" also needs `previous`, the challenge observation(s) one step before `obs`; None at an
+        episode's first observation, where the twin's history repeats the reading and its change is zero."""
         reading, magnets, target = self.physical(obs)
-        batch = np.reshape(reading, (-1, 4)), np.reshape(magnets, (-1, 5)), np.reshape(target, (-1, 4))
-        twin = np.asarray(self._observe(*(b.astype(np.float32) for b in batch)))
+        parts = [np.reshape(reading, (-1, 4)), np.reshape(magnets, (-1, 5)), np.reshape(target, (-1, 4))]
+        if self.observation == "with_history":
+            last_reading, last_magnets, last_target = self.physical(obs if previous is None else previous)
+            parts += [TransverseTuning.log_errors(np.reshape(last_reading, (-1, 4)), np.reshape(last_target, (-1, 4))),
+                      np.reshape((magnets - last_magnets) / MAX_DELTA, (-1, 5))]
+        twin = np.asarray(self._observe(*(np.asarray(b, np.float32) for b in parts)))
         return twin.reshape(*np.shape(obs)[:-1], twin.shape[-1])
 
     def challenge_action(self, action: np.ndarray) -> np.ndarray:
@@ -110,7 +119,7 @@ class TwinPolicyAdapter:
     `predict` maps the observation back to physical units, builds the twin's observation (its extra
     log-error entries computed from the readings), asks the model, and returns the action in the env's
     [-1, 1]. The observation variant is read from the model's input size (17: "with_log_errors", 13:
-    "challenge"); the model must have been trained in the env's action mode (delta or direct).
+    "challenge", 26: "with_history"); the model must have been trained in the env's action mode (delta or direct).
     """
 
     def __init__(self, model: Any, env: gym.Env | None = None, observation: str | None = None):
@@ -119,12 +128,12 @@ class TwinPolicyAdapter:
             sizes = {size: name for name, size in OBSERVATION_SIZES.items()}
             if obs_dim not in sizes:
                 raise ValueError(f"the model takes {obs_dim} observation entries; a TransverseTuning model takes "
-                                 f"17 (with_log_errors) or 13 (challenge)")
+                                 f"17 (with_log_errors), 13 (challenge) or 26 (with_history)")
             observation = sizes[obs_dim]
         elif OBSERVATION_SIZES.get(observation) != obs_dim:
             raise ValueError(f"observation {observation!r} has {OBSERVATION_SIZES.get(observation)} entries, "
                              f"the model takes {obs_dim}")
-        self.model = model
+        self.model, self._last = model, None
         self.map = ChallengeTwinMap.for_env(env, observation) if env is not None else ChallengeTwinMap(observation)
         trained_high = np.asarray(model.scaler.high, np.float64)
         mode = next((m for m in ("delta", "direct") if np.allclose(trained_high, _twin_action_bounds(m))), None)
@@ -136,10 +145,28 @@ class TwinPolicyAdapter:
             raise ValueError(f"the model was trained in {mode} mode and the env acts in {env_mode} mode "
                              f"(action bounds {self.map.action_high})")
 
+    def reset(self) -> None:
+        """Forget the last observation ("with_history" models): the next `predict` starts an episode."""
+        self._last = None
+
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:
-        """The env's action in [-1, 1] for its observation (one (13,) or a batch (n, 13)); SB3's signature."""
-        twin_action, _ = self.model.predict(self.map.twin_observation(observation), deterministic=deterministic)
+        """The env's action in [-1, 1] for its observation (one (13,) or a batch (n, 13)); SB3's signature.
+
+        A "with_history" model's adapter remembers the observation of its last call: consecutive calls are
+        consecutive steps, and an episode starts at the first call, after `reset()`, where the batch's shape
+        changes, and on the rows where `episode_start` is true."""
+        previous = None
+        if self.map.observation == "with_history":
+            observation = np.asarray(observation)
+            if self._last is not None and self._last.shape == observation.shape:
+                rows = observation.shape[:-1]
+                start = np.zeros(rows, bool) if episode_start is None else np.asarray(episode_start, bool)
+                start = start.reshape(rows) if start.size == int(np.prod(rows)) else np.broadcast_to(start, rows)
+                previous = np.where(start[..., None], observation, self._last)
+            self._last = observation.copy()
+        twin_action, _ = self.model.predict(self.map.twin_observation(observation, previous),
+                                            deterministic=deterministic)
         return self.map.challenge_action(twin_action), None
 
 
@@ -157,8 +184,11 @@ class TwinView(gym.Wrapper):
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
+        self._last = obs
         return self.map.twin_observation(obs), info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(self.map.challenge_action(action))
-        return self.map.twin_observation(obs), reward, terminated, truncated, info
+        twin_obs = self.map.twin_observation(obs, self._last)
+        self._last = obs
+        return twin_obs, reward, terminated, truncated, info

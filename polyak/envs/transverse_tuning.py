@@ -18,6 +18,10 @@ Q1-Q3, a fixed quadrupole Q4 and a screen 3 m downstream. The agent reads the be
 The last four entries resolve errors from 10 um to 20 mm on one scale (20 um -> 0.14, 300 um ->
 0.45, 2 mm -> 0.70): the task spans almost three decades and a linear reading alone hides the last
 one from a network. `observation="challenge"` gives the 13 entries without them.
+`observation="with_history"` appends the last step to the 17 (26 entries): the previous reading's
+symlog errors and the last applied magnet change / max_delta (on reset: the reading's errors again
+and zeros). The beam's response to the magnets depends on the unobserved incoming beam and
+misalignments; one step of history shows the policy what its last move did.
 
 Rewards (`reward=` of the constructor; all computed from the reading, as a real machine would):
     "log_mae" (default)  r = log(1 mm / max(MAE, 1 um))          positive once the MAE is below 1 mm
@@ -60,7 +64,7 @@ TARGET_HIGH = np.array([2e-3, 2e-3, 2e-3, 2e-3])
 SCREEN_SCALE = np.array([SCREEN_HALF_WIDTH, SCREEN_HALF_WIDTH, SCREEN_HALF_HEIGHT, SCREEN_HALF_HEIGHT])
 REWARDS = ("log_mae", "negative_mae", "differential")
 ACTION_MODES = ("delta", "direct")
-OBSERVATIONS = ("with_log_errors", "challenge")
+OBSERVATIONS = ("with_log_errors", "challenge", "with_history")
 LOG_ERROR_UNIT, LOG_ERROR_RANGE = 10e-6, 20e-3
 NAN = float("nan")
 
@@ -86,6 +90,8 @@ class TransverseTuningState(NamedTuple):
     mae_previous: jax.Array  # MAE of the last reading (for the differential reward)
     mae_initial: jax.Array
     t: jax.Array
+    previous_errors: jax.Array  # (4,) symlog errors of the reading before the last one
+    last_change: jax.Array  # (5,) the last applied magnet change / MAX_DELTA
 
 
 def _fixed_or_drawn(key, fixed, low, high):
@@ -112,7 +118,7 @@ class TransverseTuning:
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         self.action_mode, self.reward, self.observation = action_mode, reward, observation
-        obs_dim = 17 if observation == "with_log_errors" else 13
+        obs_dim = {"with_log_errors": 17, "challenge": 13, "with_history": 26}[observation]
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (obs_dim,), np.float32)
         bound = MAX_DELTA if action_mode == "delta" else MAGNET_LIMITS
         self.action_space = gym.spaces.Box(-bound.astype(np.float32), bound.astype(np.float32), dtype=np.float32)
@@ -126,12 +132,17 @@ class TransverseTuning:
         noisy = beam + params.reading_noise * jax.random.normal(key, beam.shape, beam.dtype)
         return noisy.at[jnp.array([1, 3])].set(jnp.abs(noisy[jnp.array([1, 3])]))
 
-    def observe(self, reading, magnets, target) -> jax.Array:
+    @staticmethod
+    def log_errors(reading, target) -> jax.Array:
+        error = reading - target
+        return jnp.sign(error) * jnp.log1p(jnp.abs(error) / LOG_ERROR_UNIT) / np.log1p(LOG_ERROR_RANGE / LOG_ERROR_UNIT)
+
+    def observe(self, reading, magnets, target, previous_errors=None, last_change=None) -> jax.Array:
         parts = [reading / SCREEN_SCALE, magnets / MAGNET_LIMITS, target / SCREEN_SCALE]
-        if self.observation == "with_log_errors":
-            error = reading - target
-            parts.append(jnp.sign(error) * jnp.log1p(jnp.abs(error) / LOG_ERROR_UNIT)
-                         / np.log1p(LOG_ERROR_RANGE / LOG_ERROR_UNIT))
+        if self.observation != "challenge":
+            parts.append(self.log_errors(reading, target))
+        if self.observation == "with_history":
+            parts += [previous_errors, last_change]
         return jnp.clip(jnp.concatenate(parts), -1.0, 1.0).astype(jnp.float32)
 
     @staticmethod
@@ -148,11 +159,12 @@ class TransverseTuning:
         misalignments = _fixed_or_drawn(k_mis, params.misalignments, -m, m).reshape(4, 2)
         target = _fixed_or_drawn(k_target, params.target, TARGET_LOW, TARGET_HIGH)
         state = TransverseTuningState(magnets, incoming, misalignments, target, jnp.zeros(()), jnp.zeros(()),
-                                      jnp.zeros((), jnp.int32))
+                                      jnp.zeros((), jnp.int32), jnp.zeros(4, jnp.float32), jnp.zeros(5, jnp.float32))
         reading = self._read(k_read, self.screen_beam(state, magnets), params)
         mae = mean_absolute_error(reading, target)
-        state = state._replace(mae_previous=mae, mae_initial=mae)
-        return state, self.observe(reading, magnets, target)
+        errors = self.log_errors(reading, target).astype(jnp.float32)
+        state = state._replace(mae_previous=mae, mae_initial=mae, previous_errors=errors)
+        return state, self.observe(reading, magnets, target, errors, state.last_change)
 
     def step(self, key: jax.Array, state: TransverseTuningState, action: jax.Array, params: TransverseTuningParams):
         limit = jnp.asarray(MAGNET_LIMITS, jnp.float32)
@@ -176,9 +188,13 @@ class TransverseTuning:
         mae = mean_absolute_error(beam, state.target)
         t = state.t + 1
         terminated = (params.terminate_below_mae > 0) & (mae < params.terminate_below_mae)
-        state = state._replace(magnets=magnets, mae_previous=mae_reading, t=t)
+        change = ((magnets - state.magnets) / MAX_DELTA).astype(jnp.float32)
+        observation = self.observe(reading, magnets, state.target, state.previous_errors, change)
+        state = state._replace(magnets=magnets, mae_previous=mae_reading, t=t,
+                               previous_errors=self.log_errors(reading, state.target).astype(jnp.float32),
+                               last_change=change)
         info = {"mae": mae, "on_screen": on_screen, "beam": beam, "magnets": magnets, "target": state.target}
-        return (state, self.observe(reading, magnets, state.target), reward.astype(jnp.float32), terminated,
+        return (state, observation, reward.astype(jnp.float32), terminated,
                 t >= params.max_steps, info)
 
 

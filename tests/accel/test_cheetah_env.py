@@ -113,7 +113,7 @@ def test_spaces_and_the_challenge_wrapping():
         CheetahTransverseTuning(reading_nois=1e-5)
 
 
-@pytest.mark.parametrize("observation", ["with_log_errors", "challenge"])
+@pytest.mark.parametrize("observation", ["with_log_errors", "challenge", "with_history"])
 def test_the_adapter_maps_the_challenge_observation_to_the_twins(observation):
     """Challenge observation -> the twin's (log errors computed from the readings) and twin action -> [-1, 1]."""
     twin = twin_adapter(observation=observation, reading_noise=2e-5)
@@ -153,6 +153,31 @@ def test_a_twin_model_acts_in_the_cheetah_env_through_the_adapter():
     direct = challenge_wrappers(CheetahTransverseTuning(action_mode="direct"))
     with pytest.raises(ValueError, match="delta mode and the env acts in direct mode"):
         TwinPolicyAdapter(model, direct)
+
+
+def test_a_history_model_acts_through_the_adapter_step_by_step_and_restarts_with_episode_start():
+    import polyak
+
+    model = polyak.SAC("MlpPolicy", twin_adapter(observation="with_history"), seed=0)  # untrained
+    env = challenge_wrappers(CheetahTransverseTuning(target=CENTRED), max_episode_steps=10)
+    adapter = TwinPolicyAdapter(model, env)
+    assert adapter.map.observation == "with_history"
+    twin = twin_adapter(observation="with_history", target=CENTRED)
+    for seed in (4, 6):  # two episodes: the second starts with episode_start=True, the history is not carried over
+        obs, _ = env.reset(seed=seed)
+        twin_obs, _ = twin.reset(seed=seed)
+        for step in range(4):
+            action, _ = adapter.predict(obs, episode_start=np.array([step == 0]), deterministic=True)
+            twin_action, _ = model.predict(twin_obs, deterministic=True)
+            np.testing.assert_allclose(action, np.clip(twin_action / CHALLENGE_MAX_DELTA, -1, 1), atol=1e-4)
+            obs, _, _, _, info = env.step(action)
+            twin_obs, _, _, _, twin_info = twin.step(twin_action)
+        np.testing.assert_allclose(info["beam"], twin_info["beam"], rtol=1e-3)
+    # without episode_start the adapter takes the call before as the previous step; reset() forgets it
+    fresh = TwinPolicyAdapter(model, env).predict(obs)[0]
+    np.testing.assert_array_equal(adapter.predict(obs, episode_start=np.array([True]))[0], fresh)
+    adapter.reset()
+    np.testing.assert_array_equal(adapter.predict(obs)[0], fresh)
 
 
 def test_do_nothing_meets_the_same_trials_on_the_twin_and_in_cheetah(tmp_path):

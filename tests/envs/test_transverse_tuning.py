@@ -83,6 +83,35 @@ def test_direct_mode_sets_the_magnets_and_the_beam_is_the_tracked_beam():
     np.testing.assert_allclose(info["mae"], np.mean(np.abs(beam - np.array(params.target))), rtol=1e-5)
 
 
+def test_history_observation_holds_the_previous_errors_and_the_applied_change():
+    """with_history = the 17 entries + the previous reading's symlog errors + the last applied change / max_delta,
+    computed by hand from the readings (no noise: reading = beam); on reset the errors repeat and the change is 0."""
+    env, base, params = TransverseTuning(observation="with_history"), TransverseTuning(), fixed_params()
+    assert env.observation_space.shape == (26,)
+
+    def symlog(error):
+        return np.sign(error) * np.log1p(np.abs(error) / 10e-6) / np.log1p(20e-3 / 10e-6)
+
+    state, obs = env.reset(jax.random.PRNGKey(0), params)
+    _, obs17 = base.reset(jax.random.PRNGKey(0), params)
+    target = np.array(params.target)
+    beam0 = screen_beam(np.array(CHALLENGE_START, np.float32), FIXED_MISALIGNMENTS, FIXED_BEAM)
+    np.testing.assert_array_equal(obs[:17], obs17)
+    np.testing.assert_allclose(obs[17:21], symlog(np.asarray(beam0) - target), atol=1e-6)
+    np.testing.assert_array_equal(obs[21:], np.zeros(5))
+    # a step beyond the per-step limit on two magnets, then one into Q1's limit: the *applied* change is observed
+    action = np.array([1.0, -3e-4, 5.0, -1.0, 0.5], np.float32)
+    state, obs, *_, info = env.step(jax.random.PRNGKey(1), state, action, params)
+    np.testing.assert_allclose(obs[17:21], symlog(np.asarray(beam0) - target), atol=1e-6)  # the previous reading
+    np.testing.assert_allclose(obs[21:], np.clip(action, -MAX_DELTA, MAX_DELTA) / MAX_DELTA, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(obs[13:17], symlog(np.asarray(info["beam"]) - target), atol=1e-6)
+    previous = np.asarray(info["beam"])
+    state = state._replace(magnets=state.magnets.at[2].set(29.0))
+    state, obs, *_ = env.step(jax.random.PRNGKey(2), state, np.array([0, 0, 2.0, 0, 0], np.float32), params)
+    np.testing.assert_allclose(obs[17:21], symlog(previous - target), atol=1e-6)
+    np.testing.assert_allclose(obs[21:], [0, 0, 0.5, 0, 0], atol=1e-6)  # 29 -> 30 (the limit): half a full step
+
+
 @pytest.mark.parametrize("reward", ["log_mae", "negative_mae", "differential"])
 def test_rewards_match_their_formulas(reward):
     env, params = TransverseTuning("direct", reward=reward), fixed_params(offscreen_penalty=0.0)
