@@ -5,11 +5,6 @@ a segmentation fault inside XLA's compiler after ~20 minutes (root cause not fou
 a fraction of them. Why two at a time: most of the suite's time is XLA compilation, which is single-threaded,
 so two processes keep both cores of a 2-core machine busy. Each group's output is printed when it ends.
 
-Why `--xla_backend_optimization_level=1` (added to XLA_FLAGS unless they already set a level): XLA:CPU's LLVM
-back end at level 1 instead of its default 3 cut a compile-bound test file's time by a third, while the
-matmul-bound updates the learning tests run kept their speed (BENCHMARKS.md, "Test suite"). The programs are the
-same HLO after the same XLA passes; only LLVM's optimisation of the fused element-wise loops is lighter.
-
     python3 ci/run_tests.py              # every group, two lanes (CI, after `pip install -e ".[test]"`)
     python3 ci/run_tests.py --jobs 1     # one group after another
     python3 ci/run_tests.py --list       # the groups
@@ -28,16 +23,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-LLVM_LEVEL = "--xla_backend_optimization_level=1"
-
-
-def test_env() -> dict[str, str]:
-    """The environment of every group: this one, with LLVM level 1 unless XLA_FLAGS already choose a level."""
-    env = os.environ.copy()
-    flags = env.get("XLA_FLAGS", "")
-    if "--xla_backend_optimization_level" not in flags:
-        env["XLA_FLAGS"] = f"{flags} {LLVM_LEVEL}".strip()
-    return env
 
 # (name, command); the longest first, so that the two lanes end close together. Every test file belongs to
 # exactly one pytest group (tests/ minus the folders the earlier groups take).
@@ -56,7 +41,7 @@ def run(name: str, cmd: list[str], extra: list[str]) -> tuple[str, int, float, s
     start = time.monotonic()
     full = cmd + extra if cmd[:len(PYTEST)] == PYTEST else cmd
     proc = subprocess.run(full, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=test_env())
+                          env=os.environ.copy())
     elapsed = time.monotonic() - start
     print(f"\n===== {name}: exit {proc.returncode} after {elapsed / 60:.1f} min: {' '.join(full)}\n{proc.stdout}",
           flush=True)
