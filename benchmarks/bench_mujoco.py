@@ -86,11 +86,13 @@ def _accepts(cls: Any, name: str) -> bool:
     return name in inspect.signature(cls.__init__).parameters
 
 
-def build(lib: str, algo: str, env_id: str, seed: int, steps: int, cfg: MujocoConfig) -> Any:
-    """The model of `lib` for `algo`, with `cfg`'s values given explicitly."""
+def build(lib: str, algo: str, env_id: str, seed: int, steps: int, cfg: MujocoConfig,
+          polyak_cls: type | None = None) -> Any:
+    """The model of `lib` for `algo`, with `cfg`'s values given explicitly (`polyak_cls`: a variant of polyak's class
+    for `algo`, as `benchmarks.td3_sbx_variant` builds)."""
     if lib == "polyak":
         import polyak
-        cls = polyak.ALGORITHMS[algo]
+        cls = polyak_cls or polyak.ALGORITHMS[algo]
         extra: dict[str, Any] = {"normalize_obs": False}
     elif lib == "sb3":
         import sb3_contrib
@@ -163,8 +165,8 @@ class Clock:
 
 
 def run_one(lib: str, algo: str, env_id: str, seed: int, steps: int, eval_every: int, eval_episodes: int,
-            cfg: MujocoConfig) -> dict[str, Any]:
-    model = build(lib, algo, env_id, seed, steps, cfg)
+            cfg: MujocoConfig, polyak_cls: type | None = None) -> dict[str, Any]:
+    model = build(lib, algo, env_id, seed, steps, cfg, polyak_cls)
     evals: list[list[float]] = []
     half: list[float] = []
     clock = Clock()
