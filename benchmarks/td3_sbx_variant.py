@@ -42,11 +42,14 @@ def variant_class() -> type:
 
     from polyak.algos.offpolicy.td3 import TD3, TD3Agent
     from polyak.core.losses import bootstrap_target, polyak_average
-    from polyak.core.optim import gradient_step
     from polyak.core.types import UpdateInfo
 
     @dataclasses.dataclass(frozen=True)
     class SBXStyleTD3Agent(TD3Agent):
+        def q1(self, critic_params, obs, action):
+            """2. what the actor maximises (`actor_step`): min_j Q_j(s, mu(s)) rather than Q_1."""
+            return self.critic.apply(critic_params, obs, action).min(axis=0)
+
         def update(self, state, batch, key):
             cfg = self.cfg
             next_action = self.smoothed_target_action(state.target_actor_params, batch.next_obs, key)
@@ -62,13 +65,7 @@ def variant_class() -> type:
                 target_actor_params=polyak_average(state.actor_params, state.target_actor_params, cfg.tau))
 
             def delayed(state):
-                # 2. the actor maximises min_j Q_j(s, mu(s))
-                def actor_loss_fn(actor_params):
-                    action = self.actor.apply(actor_params, batch.obs)
-                    return -self.critic.apply(state.critic_params, batch.obs, action).min(axis=0).mean(), None
-
-                actor_params, actor_opt, loss, _ = gradient_step(self.optimizer, actor_loss_fn, state.actor_params,
-                                                                 state.actor_opt)
+                actor_params, actor_opt, loss = self.actor_step(state, state.critic_params, batch.obs)
                 return state._replace(actor_params=actor_params, actor_opt=actor_opt, last_actor_loss=loss)
 
             state = jax.lax.cond(n_updates % cfg.policy_delay == 0, delayed, lambda s: s, state)
