@@ -81,3 +81,23 @@ def test_first_seed_and_report_join_the_files_of_separate_processes(tmp_path, mo
     bm.main(argv)
     with pytest.raises(SystemExit, match="other run settings"):
         bm.main(["--report", str(a), str(c)])
+
+
+@pytest.mark.parametrize("algo, env_id", [("sac", "HalfCheetah-v5"), ("sac", "Hopper-v5"), ("td3", "Hopper-v5"),
+                                          ("tqc", "Hopper-v5")])
+def test_the_zoo_records_the_compared_settings(algo, env_id):
+    """`polyak train ALGO --env ENV` trains with the settings bench_mujoco measured against SBX (MujocoConfig)."""
+    import polyak
+    from polyak.runs.zoo import tuned_hyperparameters
+
+    cfg = bm.MujocoConfig()
+    config = polyak.ALGORITHMS[algo].config_cls(**tuned_hyperparameters(algo, env_id))
+    assert (config.learning_rate, config.batch_size, config.tau, config.gamma, config.learning_starts) == (
+        cfg.learning_rate, cfg.batch_size, cfg.tau, cfg.gamma, cfg.learning_starts)
+    assert tuple(config.actor_hidden) == tuple(config.critic_hidden) == cfg.net_arch
+    assert config.n_critics == cfg.n_critics and config.normalize_obs is False  # the peers have no normaliser
+    if algo == "td3":
+        assert (config.policy_delay, config.exploration_noise) == (cfg.policy_delay, cfg.exploration_sigma)
+    if algo == "tqc":
+        assert (config.n_quantiles, config.top_quantiles_to_drop_per_net) == (
+            cfg.n_quantiles, cfg.top_quantiles_to_drop_per_net)
