@@ -10,7 +10,8 @@ from polyak.runs.zoo import TUNED, tuned_hyperparameters
 @pytest.mark.parametrize("algo, env_id", sorted(TUNED), ids=lambda v: str(v))
 def test_every_entry_builds_its_algorithms_config(algo, env_id):
     entry = tuned_hyperparameters(algo, env_id)
-    entry.pop("n_envs", None), entry.pop("env_kwargs", None)  # loop-level keys, not config fields
+    for loop_key in ("n_envs", "env_kwargs"):  # loop-level keys, not config fields
+        entry.pop(loop_key, None)
     config_cls = registry.algorithm_class(algo).config_cls
     if "net_arch" in entry:
         entry = {**config_cls.policy_kwargs_to_fields({"net_arch": entry.pop("net_arch")}), **entry}
