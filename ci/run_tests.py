@@ -24,15 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 
-# (name, command); the longest first, so that the two lanes end close together. Every test file belongs to
-# exactly one pytest group (tests/ minus the folders the earlier groups take).
+# (name, command); the longest first (as measured, BENCHMARKS.md "Test suite"), so that the two lanes end close
+# together. Every test file belongs to exactly one pytest group.
 GROUPS: list[tuple[str, list[str]]] = [
-    ("offpolicy+tabular", PYTEST + ["tests/algos/offpolicy", "tests/algos/tabular"]),
     ("other algorithm families", PYTEST + ["tests/algos", "--ignore=tests/algos/offpolicy",
                                            "--ignore=tests/algos/tabular"]),
-    ("runs+cli", PYTEST + ["tests/runs", "tests/test_cli.py"]),
     ("everything else", PYTEST + ["tests", "--ignore=tests/algos", "--ignore=tests/runs",
                                   "--ignore=tests/test_cli.py"]),
+    ("offpolicy+tabular", PYTEST + ["tests/algos/offpolicy", "tests/algos/tabular"]),
+    ("runs+cli", PYTEST + ["tests/runs", "tests/test_cli.py"]),
     ("gymnasium 0.29.1", ["sh", "ci/gym029.sh"]),
 ]
 
