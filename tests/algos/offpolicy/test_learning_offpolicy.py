@@ -4,7 +4,7 @@ polyak/zoo.py (learning rate 1e-3, everything else the lecture defaults). Seeds 
 third is trained only when the first two disagree.
 
 In CI the networks are [64, 64] instead of the zoo's [256, 256]: the same update code, threshold, budget and
-seeds, at about a fifth of the time on a 2-core CPU (the [256, 256] update is matmul-bound). Measured, 5 seeds
+seeds, in a fifth to a third of the time on a 2-core CPU (the [256, 256] update is matmul-bound). Measured, 5 seeds
 each: every one of SAC, TD3 and DDPG between -109 and -135 at [64, 64] (BENCHMARKS.md, "Test suite: the
 learning tests' networks"). The zoo's own widths run under `pytest -m long`.
 """
