@@ -102,11 +102,12 @@ TUNED: dict[tuple[str, str], dict[str, Any]] = {
     **{(algo, "polyak/TransverseTuning-v0"): {"episodes_per_candidate": 8, "env_kwargs": {"target": [0.0, 0.0, 0.0, 0.0]}}
        for algo in ("cem", "cmaes", "nes")},
     # MuJoCo (gymnasium[mujoco]): the settings of the 100k-step comparisons against SBX, whose returns BENCHMARKS.md
-    # records ("SAC on Hopper-v5", "TD3 on Hopper-v5", "TQC on Hopper-v5", "SAC on HalfCheetah-v5"): 5000 random
+    # records ("SAC on Hopper-v5", "TD3 on Hopper-v5", "TQC on Hopper-v5", "SAC/TD3 on HalfCheetah-v5"): 5000 random
     # warm-up steps and no observation normaliser (the peers have none); everything else the class defaults (lr 3e-4,
     # batch 256, [256, 256], tau 0.005; TQC 25 quantiles, 2 dropped per net), SB3's and SBX's MuJoCo defaults.
     **{(algo, env): {"learning_starts": 5000, "normalize_obs": False}
-       for algo, env in (("sac", "HalfCheetah-v5"), ("sac", "Hopper-v5"), ("td3", "Hopper-v5"), ("tqc", "Hopper-v5"))},
+       for algo, env in (("sac", "HalfCheetah-v5"), ("td3", "HalfCheetah-v5"), ("sac", "Hopper-v5"), ("td3", "Hopper-v5"),
+                         ("tqc", "Hopper-v5"))},
 }
 
 
