@@ -46,9 +46,11 @@ class TD3BCConfig(OfflineConfig):
 
 def td3_bc_actor_loss(q_pi: jax.Array, pi_action: jax.Array, data_action: jax.Array, alpha: float):
     """L = -lambda mean Q(s, mu(s)) + mean (mu(s) - a)^2 with lambda = alpha / mean |Q(s, mu(s))| held constant
-    (no gradient through lambda): the Q term's scale is fixed whatever the rewards' scale. Returns (L, lambda)."""
+    (no gradient through lambda): the Q term's scale is fixed whatever the rewards' scale. Returns (L, lambda, BC term
+    mean (mu(s) - a)^2)."""
     lam = alpha / jax.lax.stop_gradient(jnp.abs(q_pi).mean())
-    return -lam * q_pi.mean() + jnp.mean((pi_action - data_action) ** 2), lam
+    bc = jnp.mean((pi_action - data_action) ** 2)
+    return -lam * q_pi.mean() + bc, lam, bc
 
 
 # TD3's state (the same fields, derived, not restated) plus the behaviour-cloning term of the latest actor step:
@@ -80,8 +82,8 @@ class TD3BCAgent(DeterministicAgent, OfflineAgent):
             def actor_loss_fn(actor_params):
                 pi = self.actor.apply(actor_params, batch.obs)
                 q_pi = self.q1(state.critic_params, batch.obs, pi)
-                loss, _lam = td3_bc_actor_loss(q_pi, pi, batch.action, cfg.alpha)
-                return loss, jnp.mean((pi - batch.action) ** 2)
+                loss, _lam, bc = td3_bc_actor_loss(q_pi, pi, batch.action, cfg.alpha)
+                return loss, bc
 
             actor_params, actor_opt, actor_loss, bc = gradient_step(self.actor_optimizer, actor_loss_fn,
                                                                     state.actor_params, state.actor_opt)

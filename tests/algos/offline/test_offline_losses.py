@@ -18,9 +18,10 @@ from polyak.algos.offline.td3_bc import td3_bc_actor_loss
 
 def test_td3_bc_lambda_and_bc_term():
     q_pi, pi, a = jnp.array([1.0, -3.0]), jnp.array([[0.5], [0.0]]), jnp.array([[0.0], [1.0]])
-    loss, lam = td3_bc_actor_loss(q_pi, pi, a, alpha=2.5)
+    loss, lam, bc = td3_bc_actor_loss(q_pi, pi, a, alpha=2.5)
     # lambda = 2.5 / mean(|1|, |-3|) = 1.25; L = -1.25 * mean(1, -3) + mean(0.5^2, 1^2) = 1.25 + 0.625
     assert float(lam) == pytest.approx(1.25)
+    assert float(bc) == pytest.approx(0.625)
     assert float(loss) == pytest.approx(1.875)
     # lambda is a constant for the gradient: dL/dQ_i = -lambda / n
     grad = jax.grad(lambda q: td3_bc_actor_loss(q, pi, a, 2.5)[0])(q_pi)
